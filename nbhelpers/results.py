@@ -1,0 +1,109 @@
+"""Result files: one JSON per (chapter, dataset, attribute, profile, seed), written atomically.
+
+Chapters 3-5 write their numbers here; the sweep and the summary chapter read them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nbhelpers
+from nbhelpers.config import results_dir as default_results_dir
+
+SCHEMA_VERSION = 1
+
+
+def result_path(
+    chapter: str,
+    dataset: str,
+    attribute: str,
+    profile: str,
+    seed: int,
+    results_dir: str | os.PathLike | None = None,
+) -> Path:
+    """``<results_dir>/<profile>/<chapter>__<dataset>__<attribute>__seed<seed>.json``."""
+    base = Path(results_dir) if results_dir else default_results_dir()
+    return base / profile / f"{chapter}__{dataset}__{attribute}__seed{seed}.json"
+
+
+def code_version() -> str:
+    """Package version plus a short hash of the nbhelpers sources, so results know what made them."""
+    digest = hashlib.sha256()
+    package_dir = Path(nbhelpers.__file__).parent
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(path.relative_to(package_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{nbhelpers.__version__}+{digest.hexdigest()[:12]}"
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
+    """Write JSON to a temporary file beside ``path`` and rename it into place.
+
+    A process killed half-way leaves either the old file or none, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True, default=_jsonable)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_result(
+    chapter: str,
+    dataset: str,
+    attribute: str,
+    profile: str,
+    seed: int,
+    metrics: dict[str, Any],
+    results_dir: str | os.PathLike | None = None,
+    **extra: Any,
+) -> Path:
+    """Save one run's metrics with the parameters and code version that produced them."""
+    payload = {
+        "schema": SCHEMA_VERSION,
+        "chapter": chapter,
+        "dataset": dataset,
+        "attribute": attribute,
+        "profile": profile,
+        "seed": seed,
+        "code_version": code_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "metrics": metrics,
+        **extra,
+    }
+    return write_json_atomic(result_path(chapter, dataset, attribute, profile, seed, results_dir), payload)
+
+
+def load_results(profile: str, results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every result file of ``profile``, sorted by file name; unreadable files raise with their path."""
+    base = (Path(results_dir) if results_dir else default_results_dir()) / profile
+    out = []
+    for path in sorted(base.glob("*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"result file {path} is not valid JSON ({err}); delete it and re-run") from err
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy / torch scalars and arrays to plain Python."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a result file")
