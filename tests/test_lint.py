@@ -11,6 +11,7 @@ def test_ruff_clean():
     ruff = shutil.which("ruff") or shutil.which("ruff", path=str(ROOT / ".venv" / "bin"))
     if ruff is None:
         pytest.skip("ruff is not installed")
-    proc = subprocess.run([ruff, "check", "nbhelpers", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+    paths = ["nbhelpers", "tests", "bench"]
+    proc = subprocess.run([ruff, "check", *paths], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sys.version_info >= (3, 10)
