@@ -74,6 +74,10 @@ class ModelSizes:
     cnn_widths: tuple[int, ...]
     cnn_depths: tuple[int, ...]
     trades_betas: tuple[float, ...] = (0.0, 2.0, 5.0, 10.0)
+    trades_steps: int = 10  # PGD steps of the TRADES inner maximisation
+    trades_eps: float = 1.5  # L2 radius of that inner attack
+    cnn_batch_size: int = 64
+    svm_gammas: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # searched for the RBF SVM
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ PROFILES: dict[str, Profile] = {
             train_sizes=(250, 1000),
             cnn_widths=(8, 32),
             cnn_depths=(2, 6),
+            trades_betas=(0.0, 2.0, 10.0),
+            trades_steps=3,
         ),
     ),
     "paper": Profile(
