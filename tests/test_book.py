@@ -72,6 +72,9 @@ def test_whole_book_builds_in_quick_profile():
         page = (html_dir / "book" / f"{nb_path.stem}.html").read_text()
         assert "<img" in page, f"{nb_path.name} rendered no figure"
         assert "Traceback" not in page, f"{nb_path.name} shows a traceback"
-    # Widgets are served from the vendored copy, not a CDN.
+    # Widgets and equations are served from the vendored copies, not a CDN.
     static = html_dir / "_static"
     assert (static / "embed-amd.js").exists() and (static / "require.js").exists()
+    assert (static / "mathjax" / "tex-mml-chtml.js").exists()
+    page = (html_dir / "book" / "01_theory.html").read_text()
+    assert "_static/mathjax/tex-mml-chtml.js" in page and "cdn.jsdelivr.net/npm/mathjax" not in page
