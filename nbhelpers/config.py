@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported lazily: the command line and sweep workers start faster
+    import torch
 
 DATA_DIR_ENV = "NBHELPERS_DATA_DIR"
 RESULTS_DIR_ENV = "NBHELPERS_RESULTS_DIR"
@@ -167,6 +169,8 @@ def get_profile(name: str) -> Profile:
 
 def get_device(name: str = "auto") -> torch.device:
     """Resolve a device name: "auto" picks ``cuda`` when present, else ``cpu``."""
+    import torch
+
     if name not in VALID_DEVICES:
         valid = ", ".join(repr(d) for d in VALID_DEVICES)
         raise ValueError(f"unknown device {name!r}: valid devices are {valid}")
@@ -213,6 +217,7 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
 def seed_everything(seed: int) -> None:
     """Seed numpy's legacy global state and torch (CPU and CUDA)."""
     import numpy as np
+    import torch
 
     np.random.seed(seed)
     torch.manual_seed(seed)

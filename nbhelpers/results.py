@@ -55,6 +55,7 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
             json.dump(payload, handle, indent=2, sort_keys=True, default=_jsonable)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

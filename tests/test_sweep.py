@@ -1,0 +1,490 @@
+"""The sweep command line: plans, resumable and atomic runs, failures, local and Dask execution, bad input.
+
+Runs execute ``tests/data/sweep_book/90_probe.ipynb``, a stand-in chapter that saves
+``value = 10 * seed + len(attribute)``, fails for attribute "Fail", and sleeps when the environment says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nbhelpers import results, sweep
+from nbhelpers.__main__ import SUBCOMMANDS, build_parser
+from tests.conftest import ROOT
+from tests.data.run_probe_sweep import probe_tasks
+
+PROBE_BOOK = ROOT / "tests" / "data" / "sweep_book"
+DRIVER = ROOT / "tests" / "data" / "run_probe_sweep.py"
+# The 15 tasks of the book, as nbhelpers.data lists them.
+BOOK_TASKS = [
+    ("celeba", a)
+    for a in (
+        "Bangs",
+        "Black_Hair",
+        "Brown_Hair",
+        "Heavy_Makeup",
+        "High_Cheekbones",
+        "Male",
+        "Mouth_Slightly_Open",
+        "No_Beard",
+        "Smiling",
+        "Wearing_Earrings",
+        "Wearing_Lipstick",
+        "Eyeglasses",
+    )
+] + [("mnist", "0_vs_6"), ("mnist", "2_vs_7"), ("mnist", "4_vs_5")]
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    """A private copy of the probe book; results go to ``<tmp_path>/results``."""
+    return Path(shutil.copytree(PROBE_BOOK, tmp_path / "book"))
+
+
+def options(book: Path, *extra: str) -> list[str]:
+    return ["--book-dir", str(book), "--results-dir", str(book.parent / "results"), "--no-progress", *extra]
+
+
+def result_file(book: Path, dataset: str, attribute: str, seed: int = 0) -> Path:
+    return results.result_path("90_probe", dataset, attribute, "quick", seed, book.parent / "results")
+
+
+def run_file(book: Path, dataset: str, attribute: str, suffix: str, seed: int = 0) -> Path:
+    """The executed notebook (suffix ".ipynb", ".failed.ipynb") or a log (".stdout.log") of one run."""
+    name = f"90_probe__{dataset}__{attribute}__quick__seed{seed}{suffix}"
+    return book.parent / "results" / "sweeps" / "quick" / name
+
+
+def assert_complete_files(folder: Path) -> set[str]:
+    """Every result and stamp under ``folder`` parses (none half-written); their names."""
+    names = set()
+    for path in folder.rglob("*"):
+        if path.suffix in (".json", ".done"):
+            json.loads(path.read_text())
+            names.add(path.name)
+    return names
+
+
+def executed(log: Path) -> list[str]:
+    """The runs that reached the probe's first cell, in order ("dataset:attribute:seed")."""
+    return log.read_text().split() if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One finished sweep: two tasks, seed 2."""
+    base = tmp_path_factory.mktemp("finished")
+    book = Path(shutil.copytree(PROBE_BOOK, base / "book"))
+    argv = options(book, "--tasks", "mnist:0_vs_6", "CelebA:smiling", "--seeds", "2")
+    version = results.code_version()
+    code = sweep.main(argv, tasks_for=probe_tasks)
+    return {"book": book, "argv": argv, "code": code, "version": version}
+
+
+def test_sweep_leaves_one_notebook_result_stamp_and_logs_per_run(finished):
+    book = finished["book"]
+    assert finished["code"] == 0
+    for dataset, attribute in [("mnist", "0_vs_6"), ("celeba", "Smiling")]:
+        path = result_file(book, dataset, attribute, seed=2)
+        result = json.loads(path.read_text())
+        assert (result["chapter"], result["dataset"], result["attribute"]) == ("90_probe", dataset, attribute)
+        assert (result["profile"], result["seed"]) == ("quick", 2)
+        assert result["metrics"]["value"] == 20 + len(attribute)
+        assert result["metrics"]["cwd"] == "book"  # chapters execute inside the book folder
+        assert result["metrics"]["device"] == "auto"
+        assert result["code_version"] == results.code_version()
+        stamp = json.loads(Path(f"{path}.done").read_text())
+        assert stamp["notebook_sha256"] == hashlib.sha256((book / "90_probe.ipynb").read_bytes()).hexdigest()
+        assert stamp["result_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        nb = nbformat.read(run_file(book, dataset, attribute, ".ipynb", seed=2), as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert f'attribute = "{attribute}"' in injected[0].source
+        assert (
+            f"probe stdout {dataset}:{attribute}"
+            in run_file(book, dataset, attribute, ".stdout.log", 2).read_text()
+        )
+        assert (
+            f"probe stderr {dataset}:{attribute}"
+            in run_file(book, dataset, attribute, ".stderr.log", 2).read_text()
+        )
+    results_dir = book.parent / "results"
+    assert not (results_dir / ".staging").exists()
+    assert not list(results_dir.rglob("*.partial.ipynb"))
+    assert len(assert_complete_files(results_dir)) == 4
+
+
+def test_up_to_date_runs_are_skipped_and_dry_run_tells_which(finished, capsys):
+    book = finished["book"]
+    before = {p: p.read_bytes() for p in (book.parent / "results" / "quick").iterdir()}
+    assert results.code_version() == finished["version"], "nbhelpers was edited during the test"
+    capsys.readouterr()
+    assert sweep.main(finished["argv"], tasks_for=probe_tasks) == 0
+    assert "0 finished, 2 up to date, 0 failed" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in before} == before
+    dry = options(book, "--tasks", "mnist:0_vs_6", "celeba:Smiling", "--seeds", "2", "3", "--dry-run")
+    assert sweep.main(dry, tasks_for=probe_tasks) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "4 runs (2 to run, 2 up to date)" in lines[0]
+    assert "  90_probe  celeba:Smiling  seed 2  skip  (up to date)" in lines
+    assert "  90_probe  celeba:Smiling  seed 3  run   (no result yet)" in lines
+    assert not result_file(book, "celeba", "Smiling", seed=3).exists()
+
+
+def test_stale_reason_names_what_changed(finished, tmp_path):
+    base = Path(shutil.copytree(finished["book"].parent, tmp_path / "copy"))
+    plan = sweep.plan_sweep(
+        tasks=["celeba:Smiling"],
+        seeds=[2],
+        book_dir=base / "book",
+        results_dir=base / "results",
+        tasks_for=probe_tasks,
+    )
+    (run,) = plan.runs
+    current = json.loads(run.result_path.read_text())["code_version"]
+    assert sweep.stale_reason(run, current) is None
+    assert sweep.stale_reason(run, "0.0.0+other").startswith("code changed")
+
+    notebook = run.notebook.read_bytes()
+    nb = nbformat.reads(notebook.decode(), as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("An edit."))
+    nbformat.write(nb, run.notebook)
+    assert sweep.stale_reason(run, current) == "notebook changed"
+    run.notebook.write_bytes(notebook)
+
+    result = run.result_path.read_bytes()
+    run.result_path.write_bytes(result[: len(result) // 2])  # a half-written file
+    assert sweep.stale_reason(run, current) == "result or stamp unreadable"
+    edited = json.loads(result)
+    edited["metrics"]["value"] += 1
+    run.result_path.write_text(json.dumps(edited))
+    assert sweep.stale_reason(run, current) == "result changed since it was stamped"
+    run.result_path.write_bytes(result)
+    assert sweep.stale_reason(run, current) is None
+
+    run.stamp_path.unlink()
+    assert sweep.stale_reason(run, current) == "result not stamped by a finished sweep run"
+    run.result_path.unlink()
+    assert sweep.stale_reason(run, current) == "no result yet"
+
+
+def test_failing_runs_are_reported_after_the_others_finish(book, capsys):
+    # A chapter that saves its result under another chapter's name: finishes, but fails the run.
+    shutil.copy(book / "90_probe.ipynb", book / "92_misnamed.ipynb")
+
+    def tasks_for(chapter: str) -> list[tuple[str, str]]:
+        return probe_tasks(chapter) if chapter == "90_probe" else [("celeba", "Smiling")]
+
+    argv = options(book, "--chapters", "90", "92", "--tasks", "celeba:Fail", "celeba:Smiling", "--jobs", "2")
+    assert sweep.main(argv, tasks_for=tasks_for) == 1
+    out = capsys.readouterr().out
+    assert "left out: 92_misnamed does not take celeba:Fail" in out
+    assert "1 finished, 0 up to date, 2 failed" in out
+    failed_notebook = run_file(book, "celeba", "Fail", ".failed.ipynb")
+    assert "FAILED 90_probe__celeba__Fail__quick__seed0: RuntimeError: probe failure requested" in out
+    assert f"notebook: {failed_notebook}" in out
+    errors = [
+        output
+        for cell in nbformat.read(failed_notebook, as_version=4).cells
+        for output in cell.get("outputs", [])
+        if output.output_type == "error"
+    ]
+    assert [e.ename for e in errors] == ["RuntimeError"]
+    assert "probe failure requested" in run_file(book, "celeba", "Fail", ".stderr.log").read_text()
+    assert (
+        "FAILED 92_misnamed__celeba__Smiling__quick__seed0: the notebook finished but wrote no "
+        "92_misnamed__celeba__Smiling__seed0.json (it wrote: 90_probe__celeba__Smiling__seed0.json)"
+    ) in " ".join(out.split())
+    smiling = result_file(book, "celeba", "Smiling")
+    assert json.loads(smiling.read_text())["metrics"]["value"] == len("Smiling")
+    # Only the finished run left a result: neither the failure nor the misnamed file leaked in.
+    assert assert_complete_files(book.parent / "results") == {smiling.name, f"{smiling.name}.done"}
+
+
+def _wait_for_marker(marker: Path, proc: subprocess.Popen, timeout: float = 180.0) -> dict[str, int]:
+    """The pids the sleeping probe wrote: its kernel and the sweep worker that runs it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker.exists():
+            try:
+                return json.loads(marker.read_text())
+            except json.JSONDecodeError:  # caught mid-write
+                pass
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended before the slow run started:\n{proc.communicate()}")
+        time.sleep(0.2)
+    raise AssertionError(f"the slow run did not start within {timeout} s")
+
+
+def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0]
+        except (ProcessLookupError, FileNotFoundError):
+            return
+        if state == "Z":  # dead, waiting to be reaped by init
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the kernel {pid} outlived its sweep worker by {timeout} s")
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX signals")
+@pytest.mark.parametrize("victim", ["worker", "sweep"])
+def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeypatch, victim):
+    """SIGKILL the worker running a (sleeping) run, or the whole sweep; then re-run the same command."""
+    log, marker = tmp_path / "executed.log", tmp_path / "in_flight.json"
+    version = results.code_version()
+    env = {
+        **os.environ,
+        "SWEEP_PROBE_LOG": str(log),
+        "SWEEP_PROBE_SLEEP_ON": "Slow",
+        "SWEEP_PROBE_MARKER": str(marker),
+    }
+    tasks = ["mnist:0_vs_6", "celeba:Slow", "celeba:Smiling"]
+    argv = options(book, "--tasks", *tasks, "--jobs", "1")
+    proc = subprocess.Popen(
+        [sys.executable, str(DRIVER), *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so "sweep" can kill it with its workers
+    )
+    try:
+        pids = _wait_for_marker(marker, proc)
+        assert pids["worker"] != proc.pid  # runs execute in worker processes
+        if victim == "worker":
+            os.kill(pids["worker"], signal.SIGKILL)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    _wait_until_gone(pids["kernel"])
+
+    results_dir = book.parent / "results"
+    first = "90_probe__mnist__0_vs_6__seed0.json"
+    if victim == "worker":  # the sweep goes on with the next run, then reports the lost one
+        assert proc.returncode == 1, out + err
+        assert "FAILED 90_probe__celeba__Slow__quick__seed0: its worker process died" in out
+        assert f"notebook: {run_file(book, 'celeba', 'Slow', '.failed.ipynb')}" in out
+        assert executed(log) == ["mnist:0_vs_6:0", "celeba:Slow:0", "celeba:Smiling:0"]
+        done = {
+            first,
+            f"{first}.done",
+            "90_probe__celeba__Smiling__seed0.json",
+            "90_probe__celeba__Smiling__seed0.json.done",
+        }
+        missing = ["celeba:Slow:0"]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        assert executed(log) == ["mnist:0_vs_6:0", "celeba:Slow:0"]
+        done = {first, f"{first}.done"}
+        missing = ["celeba:Slow:0", "celeba:Smiling:0"]
+    assert assert_complete_files(results_dir) == done
+    assert {p.name for p in (results_dir / "quick").iterdir()} == done
+    first_bytes = (results_dir / "quick" / first).read_bytes()
+
+    before = executed(log)
+    assert results.code_version() == version, "nbhelpers was edited during the test: every run is stale"
+    monkeypatch.setenv("SWEEP_PROBE_LOG", str(log))
+    assert sweep.main(argv, tasks_for=probe_tasks) == 0
+    assert executed(log) == before + missing
+    assert (results_dir / "quick" / first).read_bytes() == first_bytes
+    plan = sweep.plan_sweep(tasks=tasks, **_dirs(book), tasks_for=probe_tasks)
+    assert [sweep.stale_reason(r, results.code_version()) for r in plan.runs] == [None, None, None]
+    assert len(assert_complete_files(results_dir)) == 6
+    assert not list(results_dir.rglob("*.partial.ipynb"))
+    assert not (results_dir / ".staging").exists()
+
+
+def _dirs(book: Path) -> dict[str, Path]:
+    return {"book_dir": book, "results_dir": book.parent / "results"}
+
+
+def test_dask_scheduler_runs_on_a_local_cluster(book, capsys):
+    distributed = pytest.importorskip(
+        "distributed", reason="the --scheduler path needs the optional `distributed`"
+    )
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    )
+    with cluster:
+        argv = options(
+            book, "--tasks", "mnist:0_vs_6", "celeba:Smiling", "--scheduler", cluster.scheduler_address
+        )
+        assert sweep.main(argv, tasks_for=probe_tasks) == 0
+    assert "2 finished, 0 up to date, 0 failed" in capsys.readouterr().out
+    for dataset, attribute in [("mnist", "0_vs_6"), ("celeba", "Smiling")]:
+        path = result_file(book, dataset, attribute)
+        assert json.loads(path.read_text())["metrics"]["value"] == len(attribute)
+        assert Path(f"{path}.done").exists()
+        assert run_file(book, dataset, attribute, ".ipynb").exists()
+    plan = sweep.plan_sweep(tasks=["mnist:0_vs_6", "celeba:Smiling"], **_dirs(book), tasks_for=probe_tasks)
+    assert [sweep.stale_reason(r, results.code_version()) for r in plan.runs] == [None, None]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--chapters", "07"], "unknown chapter '07': valid chapters are 90_probe"),
+        (["--chapters", "91"], "chapter 91_no_sweep cannot be swept: its parameters cell lacks dataset"),
+        (
+            ["--tasks", "celeba:Nope"],
+            "unknown task 'celeba:Nope' for chapters 90_probe: valid tasks are celeba:Fail, celeba:Slow",
+        ),
+        (["--tasks", "Smiling"], "malformed task 'Smiling': write dataset:attribute"),
+        (["--tasks", "all", "celeba:Smiling"], "--tasks all cannot be mixed with named tasks"),
+        (["--profile", "huge"], "unknown profile 'huge': valid profiles are 'quick', 'paper'"),
+        (["--device", "tpu"], "unknown device 'tpu': valid devices are auto, cpu, cuda"),
+        (["--seeds", "-1"], "seeds must be one or more non-negative integers"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (
+            ["--scheduler", "10.0.0.5:8786"],
+            "malformed scheduler address '10.0.0.5:8786': expected tcp://host:port",
+        ),
+        (["--scheduler", "tcp://host:99999"], "expected tcp://host:port"),
+    ],
+)
+def test_bad_input_is_refused_with_the_valid_choices(book, capsys, extra, message):
+    assert sweep.main(options(book, *extra), tasks_for=probe_tasks) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nbhelpers sweep: error: ") and message in err, err
+    assert not (book.parent / "results" / "quick").exists()
+
+
+def test_missing_or_empty_book_folder_is_refused(tmp_path, capsys):
+    assert sweep.main(["--book-dir", str(tmp_path / "nope")], tasks_for=probe_tasks) == 2
+    assert "does not exist: pass --book-dir" in capsys.readouterr().err
+    assert sweep.main(["--book-dir", str(tmp_path)], tasks_for=probe_tasks) == 2
+    assert "no chapter notebook in" in capsys.readouterr().err
+
+
+def test_unreachable_scheduler_says_it_could_not_connect(book, capsys):
+    pytest.importorskip("distributed", reason="the --scheduler path needs the optional `distributed`")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    argv = options(book, "--scheduler", address, "--connect-timeout", "1")
+    assert sweep.main(argv, tasks_for=probe_tasks) == 2
+    err = capsys.readouterr().err
+    assert f"could not connect to a Dask scheduler at {address} within 1 s" in err
+    assert "expected tcp://host:port" in err
+
+
+def test_scheduler_without_distributed_says_how_to_install(book, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    assert sweep.main(options(book, "--scheduler", "tcp://127.0.0.1:8786"), tasks_for=probe_tasks) == 2
+    assert (
+        "--scheduler needs the optional Dask dependency: pip install distributed" in capsys.readouterr().err
+    )
+
+
+def test_cuda_workers_get_one_gpu_each(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert sweep.local_worker_envs("auto") == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    assert len(sweep.local_worker_envs("cuda", jobs=8)) == 2  # never two jobs on one GPU
+    assert sweep.local_worker_envs("cuda", jobs=1) == [{"CUDA_VISIBLE_DEVICES": "0"}]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the user's choice of GPUs is kept
+    assert sweep.local_worker_envs("cuda") == [{"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "5"}]
+
+
+def test_cpu_workers_share_the_cores(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert sweep.local_worker_envs("auto") == [{}]
+    assert sweep.local_worker_envs("cpu", jobs=4) == [{"OMP_NUM_THREADS": "2"}] * 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert sweep.local_worker_envs("cpu", jobs=4) == [{}] * 4
+    with pytest.raises(sweep.SweepError, match="no CUDA GPU is available"):
+        sweep.local_worker_envs("cuda")
+
+
+@pytest.fixture
+def book_tasks(monkeypatch):
+    """``nbhelpers.data`` as the sweep sees it: just its task list."""
+    monkeypatch.setitem(sys.modules, "nbhelpers.data", types.SimpleNamespace(TASKS=BOOK_TASKS))
+
+
+def test_real_data_chapter_takes_only_its_five_celeba_attributes(book, book_tasks, capsys):
+    assert sweep.chapter_tasks("05_real_data") == [
+        ("celeba", a) for a in ("Bangs", "Heavy_Makeup", "Male", "Smiling", "Eyeglasses")
+    ]
+    assert sweep.chapter_tasks("03_bayes_robustness") == BOOK_TASKS
+    shutil.copy(book / "90_probe.ipynb", book / "05_real_data.ipynb")
+    assert sweep.main(options(book, "--chapters", "5", "90", "--dry-run")) == 0
+    assert "20 runs (20 to run, 0 up to date)" in capsys.readouterr().out
+    assert (
+        sweep.main(
+            options(book, "--chapters", "05_real_data", "90_probe", "--tasks", "mnist:4_vs_5", "--dry-run")
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        "1 run (1 to run, 0 up to date)" in out and "left out: 05_real_data does not take mnist:4_vs_5" in out
+    )
+    assert sweep.main(options(book, "--chapters", "05", "--tasks", "mnist:4_vs_5")) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'mnist:4_vs_5' for chapters 05_real_data: valid tasks are celeba:Bangs," in err
+
+
+def test_real_task_list_covers_the_real_data_chapter():
+    pytest.importorskip("nbhelpers.data", reason="nbhelpers.data (the task list) is not in this checkout yet")
+    assert len(sweep.chapter_tasks("05_real_data")) == len(sweep.REAL_DATA_ATTRIBUTES)
+
+
+def test_command_line_lists_subcommands_and_sweep_options(book, book_tasks, capsys):
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbhelpers", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert f"sweep {sweep.HELP}" in " ".join(proc.stdout.split())  # argparse wraps long lines
+    assert list(SUBCOMMANDS) == ["sweep"]
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["sweep", "--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    for option in (
+        "--chapters",
+        "--tasks",
+        "--profile",
+        "--seeds",
+        "--device",
+        "--jobs",
+        "--scheduler",
+        "--out",
+    ):
+        assert option in usage
+    args = build_parser().parse_args(
+        ["sweep", *options(book, "--tasks", "mnist:2_vs_7", "--seeds", "0", "1", "--dry-run")]
+    )
+    assert args.handler(args) == 0
+    assert "2 runs (2 to run, 0 up to date)" in capsys.readouterr().out
