@@ -1,0 +1,349 @@
+"""The MFA model: density against a dense mixture, EM on planted mixtures, sampling, I/O, bad input."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import subspace_angles
+from scipy.optimize import linear_sum_assignment
+
+from nbhelpers import mfa as mfa_module
+from nbhelpers.mfa import MFA
+
+
+def random_mfa(K: int, d: int, l: int, *, isotropic: bool, seed: int, noise=(0.05, 0.3), scale=4.0) -> MFA:  # noqa: E741
+    """A planted model: well separated means, random loadings, noise variances drawn in ``noise``."""
+    g = torch.Generator().manual_seed(seed)
+    mu = scale * torch.randn(K, d, generator=g, dtype=torch.float64)
+    A = torch.randn(K, d, l, generator=g, dtype=torch.float64)
+    lo, hi = noise
+    shape = (K,) if isotropic else (K, d)
+    D = lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
+    pi = 0.5 + torch.rand(K, generator=g, dtype=torch.float64)
+    return MFA.from_parameters(mu, A, D, pi, isotropic=isotropic)
+
+
+def dense_mixture(model: MFA) -> torch.distributions.MixtureSameFamily:
+    """The same mixture with dense [K, d, d] covariances."""
+    cov = torch.stack([model.covariance(k) for k in range(model.K)])
+    return torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=model.log_pi),
+        torch.distributions.MultivariateNormal(model.mu, covariance_matrix=cov),
+    )
+
+
+def evaluation_points(model: MFA, n: int, seed: int) -> torch.Tensor:
+    """Samples of the model (on its components, where Woodbury cancels most) plus far-off points."""
+    g = torch.Generator().manual_seed(seed)
+    x, _ = model.sample(n, generator=g)
+    far = model.mu[0] + 3 * torch.randn(n // 4, model.d, generator=g, dtype=torch.float64)
+    return torch.cat([x, far])
+
+
+# ---------------------------------------------------------------------------- density
+@pytest.mark.parametrize("isotropic", [False, True], ids=["diagonal", "isotropic"])
+def test_log_prob_matches_dense_mixture(isotropic):
+    model = random_mfa(K=4, d=7, l=3, isotropic=isotropic, seed=1)
+    x = evaluation_points(model, 200, seed=2)
+    dense = dense_mixture(model)
+    torch.testing.assert_close(model.log_prob(x), dense.log_prob(x), rtol=1e-6, atol=0)
+    per_component = dense.component_distribution.log_prob(x[:, None, :])
+    torch.testing.assert_close(model.component_log_prob(x), per_component, rtol=1e-6, atol=0)
+    posterior = torch.softmax(per_component + model.log_pi, dim=1)
+    torch.testing.assert_close(model.responsibilities(x), posterior, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("isotropic", [False, True], ids=["diagonal", "isotropic"])
+def test_log_prob_tiny_noise_high_dimension(isotropic):
+    """D = 1e-4 in d = 500: on-manifold points make both Woodbury terms ~1e6 while their difference is ~d."""
+    noise = (1e-4, 1e-4 if isotropic else 3e-4)
+    model = random_mfa(K=3, d=500, l=5, isotropic=isotropic, seed=3, noise=noise)
+    x = evaluation_points(model, 40, seed=4)
+    expected = dense_mixture(model).log_prob(x)
+    torch.testing.assert_close(model.log_prob(x), expected, rtol=1e-6, atol=0)
+
+
+def test_chunked_evaluation_and_em_equal_unchunked(monkeypatch):
+    model = random_mfa(K=3, d=8, l=2, isotropic=False, seed=5)
+    x = evaluation_points(model, 100, seed=6)
+    whole = model.component_log_prob(x)
+    fit_whole = MFA(3, 8, 2).fit(x, n_iter=3, progress=False)
+    for name in ("CHUNK_BYTES", "CPU_CHUNK_BYTES"):
+        monkeypatch.setattr(mfa_module, name, 3 * 8 * 8 * 7)  # 7 rows per chunk
+    assert model._rows_per_chunk() == 7
+    torch.testing.assert_close(model.component_log_prob(x), whole, rtol=1e-12, atol=0)
+    fit_chunked = MFA(3, 8, 2).fit(x, n_iter=3, progress=False)
+    for name, value in fit_whole.state_dict().items():
+        torch.testing.assert_close(fit_chunked.state_dict()[name], value, rtol=1e-10, atol=1e-12)
+
+
+def test_gradient_matches_dense_autograd():
+    model = random_mfa(K=3, d=6, l=2, isotropic=False, seed=7)
+    x = evaluation_points(model, 30, seed=8).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.log_prob(x).sum(), x)
+    x_dense = x.detach().clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(dense_mixture(model).log_prob(x_dense).sum(), x_dense)
+    torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-9)
+    # float32 input: computed in the model's float64, gradient comes back in float32
+    x32 = x.detach().float().requires_grad_(True)
+    (grad32,) = torch.autograd.grad(model.log_prob(x32).sum(), x32)
+    assert grad32.dtype == torch.float32
+    torch.testing.assert_close(grad32.double(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_float32_model_close_to_float64():
+    model = random_mfa(K=3, d=50, l=4, isotropic=False, seed=9, noise=(1e-3, 1e-2))
+    model32 = MFA.from_parameters(
+        model.mu, model.A, model.log_D.exp(), model.log_pi.exp(), dtype=torch.float32
+    )
+    x = evaluation_points(model, 50, seed=10)
+    out = model32.log_prob(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), model.log_prob(x), rtol=1e-4, atol=1e-2)
+
+
+# ---------------------------------------------------------------------------- sampling
+def test_sampling_statistics_match_model():
+    model = random_mfa(K=2, d=4, l=2, isotropic=False, seed=11, scale=3.0)
+    n = 200_000
+    x, index = model.sample(n, generator=torch.Generator().manual_seed(12))
+    assert x.shape == (n, 4) and index.shape == (n,)
+    pi = model.log_pi.exp()
+    freq = torch.bincount(index, minlength=2).double() / n
+    torch.testing.assert_close(freq, pi, rtol=0, atol=5 * math.sqrt(0.25 / n))
+    covs = torch.stack([model.covariance(k) for k in range(2)])
+    for k in range(2):
+        xk = x[index == k]
+        torch.testing.assert_close(xk.mean(0), model.mu[k], rtol=0, atol=0.03)
+        torch.testing.assert_close(torch.cov(xk.T), covs[k], rtol=0.05, atol=0.03)
+    mean = pi @ model.mu
+    second = torch.einsum("k,kij->ij", pi, covs + model.mu[:, :, None] * model.mu[:, None, :])
+    torch.testing.assert_close(x.mean(0), mean, rtol=0, atol=0.03)
+    torch.testing.assert_close(torch.cov(x.T), second - torch.outer(mean, mean), rtol=0.03, atol=0.05)
+
+
+def test_noiseless_samples_lie_on_the_subspaces():
+    model = random_mfa(K=2, d=5, l=2, isotropic=True, seed=13)
+    x, index = model.sample(50_000, with_noise=False, generator=torch.Generator().manual_seed(14))
+    for k in range(2):
+        xk = x[index == k]
+        torch.testing.assert_close(torch.cov(xk.T), model.A[k] @ model.A[k].T, rtol=0.05, atol=0.03)
+        # no component off the span of A_k
+        residual = (xk - model.mu[k]) - (xk - model.mu[k]) @ torch.linalg.pinv(model.A[k]).T @ model.A[k].T
+        assert residual.abs().max() < 1e-10
+
+
+def test_sampling_is_reproducible_with_a_generator():
+    model = random_mfa(K=3, d=4, l=1, isotropic=False, seed=15)
+    a = model.sample(100, generator=torch.Generator().manual_seed(0))
+    b = model.sample(100, generator=torch.Generator().manual_seed(0))
+    c = model.sample(100, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+# ---------------------------------------------------------------------------- EM
+def planted_data(isotropic: bool, n: int = 4000, seed: int = 20) -> tuple[MFA, torch.Tensor]:
+    truth = random_mfa(K=3, d=12, l=2, isotropic=isotropic, seed=seed)
+    x, _ = truth.sample(n, generator=torch.Generator().manual_seed(seed + 1))
+    return truth, x
+
+
+def assert_monotone(history: list[float]) -> None:
+    """EM never lowers the likelihood (up to float64 rounding of the mean)."""
+    h = np.array(history)
+    assert np.all(np.diff(h) >= -1e-10 * np.abs(h[1:])), h
+
+
+@pytest.mark.parametrize("isotropic", [False, True], ids=["MFA", "MPPCA"])
+def test_em_is_monotone_and_recovers_planted_mixture(isotropic):
+    truth, x = planted_data(isotropic)
+    model = MFA(3, 12, 2, isotropic=isotropic).fit(x, n_iter=40, init="kmeans", seed=0, progress=False)
+    history = np.array(model.history_)
+    assert len(history) == 41
+    assert_monotone(model.history_)
+    # the maximum-likelihood fit explains its training data at least as well as the truth
+    assert history[-1] >= truth.log_prob(x).mean().item() - 1e-3
+    torch.testing.assert_close(torch.tensor(history[-1]), model.log_prob(x).mean(), rtol=1e-12, atol=0)
+
+    cost = torch.cdist(truth.mu, model.mu).numpy()
+    rows, match = linear_sum_assignment(cost)
+    assert cost[rows, match].max() < 0.15  # means (planted at scale 4)
+    pi_true, pi_fit = truth.log_pi.exp(), model.log_pi.exp()[match]
+    torch.testing.assert_close(pi_fit, pi_true, rtol=0, atol=0.03)
+    torch.testing.assert_close(model.log_D.exp()[match], truth.log_D.exp(), rtol=0.15, atol=0)
+    for k, j in zip(rows, match, strict=True):
+        angles = subspace_angles(truth.A[k].numpy(), model.A[j].numpy())
+        assert angles.max() < 0.1, angles
+        # loadings are identifiable up to rotation: compare A A^T
+        gram_true, gram_fit = truth.A[k] @ truth.A[k].T, model.A[j] @ model.A[j].T
+        assert torch.linalg.norm(gram_fit - gram_true) / torch.linalg.norm(gram_true) < 0.15
+    if isotropic:
+        assert torch.equal(model.log_D, model.log_D[:, :1].expand_as(model.log_D))
+
+
+@pytest.mark.parametrize("isotropic", [False, True], ids=["MFA", "MPPCA"])
+def test_em_from_random_init_is_monotone(isotropic):
+    """Random centres may start in a poor local optimum (two centres in one cluster): EM still only climbs."""
+    _, x = planted_data(isotropic)
+    model = MFA(3, 12, 2, isotropic=isotropic).fit(x, n_iter=15, init="random", seed=0, progress=False)
+    assert_monotone(model.history_)
+    assert model.history_[-1] > model.history_[0] + 0.1
+
+
+@pytest.mark.parametrize("isotropic", [False, True], ids=["MFA", "MPPCA"])
+def test_em_from_perturbed_truth_returns_to_it(isotropic):
+    """Every parameter must move: shifted means, perturbed loadings and inflated noise come back."""
+    truth, x = planted_data(isotropic)
+    g = torch.Generator().manual_seed(30)
+    shift = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    start = MFA.from_parameters(
+        truth.mu + 0.6 * shift / shift.norm(dim=1, keepdim=True),
+        truth.A + 0.3 * torch.randn(3, 12, 2, generator=g, dtype=torch.float64),
+        2 * truth.log_D.exp()[:, 0] if isotropic else 2 * truth.log_D.exp(),
+        isotropic=isotropic,
+    )
+    model = start.fit(x, n_iter=40, init="current", progress=False)
+    assert_monotone(model.history_)
+    assert (model.mu - truth.mu).norm(dim=1).max() < 0.25  # sampling error is ~0.1 here
+    torch.testing.assert_close(model.log_D.exp(), truth.log_D.exp(), rtol=0.15, atol=0)
+    for k in range(3):
+        assert subspace_angles(truth.A[k].numpy(), model.A[k].numpy()).max() < 0.1
+
+
+def test_fit_is_deterministic_for_a_seed():
+    _, x = planted_data(False, n=1500)
+    fits = [MFA(3, 12, 2).fit(x, n_iter=5, init="random", seed=s, progress=False) for s in (3, 3, 4)]
+    for name, value in fits[0].state_dict().items():
+        assert torch.equal(value, fits[1].state_dict()[name]), name
+    assert fits[0].history_ == fits[1].history_
+    assert not torch.equal(fits[0].mu, fits[2].mu)
+
+
+def test_fit_on_chunk_stream_equals_fit_on_tensor():
+    _, x = planted_data(False, n=1500)
+    kwargs = {"n_iter": 6, "batch_size": 256, "seed": 1, "progress": False}
+    whole = MFA(3, 12, 2).fit(x, **kwargs)
+    chunks = list(x.numpy().astype(np.float64).reshape(-1, 300, 12))
+    streamed = MFA(3, 12, 2).fit(lambda: iter(chunks), **kwargs)
+    listed = MFA(3, 12, 2).fit(chunks, **kwargs)
+    for other in (streamed, listed):
+        for name, value in whole.state_dict().items():
+            torch.testing.assert_close(other.state_dict()[name], value, rtol=1e-9, atol=1e-12)
+
+
+def test_float32_model_fits_like_float64():
+    _, x = planted_data(False, n=2000)
+    m64 = MFA(3, 12, 2).fit(x, n_iter=10, seed=0, progress=False)
+    m32 = MFA(3, 12, 2, dtype=torch.float32).fit(x.float(), n_iter=10, seed=0, progress=False)
+    assert m32.mu.dtype == torch.float32
+    assert abs(m32.history_[-1] - m64.history_[-1]) < 1e-4 * abs(m64.history_[-1])
+
+
+def test_variance_floor_and_tolerance():
+    _, x = planted_data(False, n=1500)
+    floored = MFA(3, 12, 2).fit(x, n_iter=3, min_variance=0.5, progress=False)
+    assert floored.log_D.exp().min() >= 0.5 * (1 - 1e-12)
+    early = MFA(3, 12, 2).fit(x, n_iter=200, tol=1e-3, progress=False)
+    assert 2 <= len(early.history_) < 201
+    assert early.history_[-1] - early.history_[-2] < 1e-3
+
+
+def test_collapsed_component_is_reinitialised_with_a_warning():
+    truth, x = planted_data(False, n=1500)
+    model = MFA.from_parameters(
+        torch.cat([truth.mu[:2], torch.full((1, 12), 1e3, dtype=torch.float64)]),
+        truth.A,
+        truth.log_D.exp(),
+    )
+    with pytest.warns(RuntimeWarning, match=r"component\(s\) \[2\] collapsed"):
+        model.fit(x, n_iter=3, init="current", progress=False)
+    assert all(math.isfinite(v) for v in model.history_)
+    assert model.responsibilities(x)[:, 2].sum() > 10  # it now explains data again
+    assert torch.cdist(model.mu[2:], x).min() < 10
+
+
+def test_overflowing_data_raise_instead_of_returning_nan():
+    x = torch.randn(200, 12, dtype=torch.float64) * 1e160
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        MFA(2, 12, 2).fit(x, n_iter=2, init="current", progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu():
+    truth, x = planted_data(False, n=1500)
+    cuda = copy.deepcopy(truth).to("cuda")
+    x_cuda = x.cuda().requires_grad_(True)
+    (grad,) = torch.autograd.grad(cuda.log_prob(x_cuda).sum(), x_cuda)
+    x_cpu = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(truth.log_prob(x_cpu).sum(), x_cpu)
+    torch.testing.assert_close(grad.cpu(), expected, rtol=1e-9, atol=1e-9)
+    kwargs = {"n_iter": 5, "seed": 0, "progress": False}
+    fit_cpu = MFA(3, 12, 2).fit(x, **kwargs)
+    fit_cuda = MFA(3, 12, 2, device="cuda").fit(x, **kwargs)  # CPU data, CUDA model
+    for name, value in fit_cpu.state_dict().items():
+        torch.testing.assert_close(fit_cuda.state_dict()[name].cpu(), value, rtol=1e-7, atol=1e-9)
+    samples, index = fit_cuda.sample(10, generator=torch.Generator().manual_seed(0))
+    assert samples.device.type == "cuda" and index.device.type == "cuda"
+
+
+# ---------------------------------------------------------------------------- persistence and buffers
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_save_load_round_trip(tmp_path, dtype):
+    _, x = planted_data(True, n=600)
+    model = MFA(3, 12, 2, isotropic=True, dtype=dtype).fit(x, n_iter=2, progress=False)
+    path = model.save(tmp_path / "sub" / "model.safetensors")
+    loaded = MFA.load(path)
+    assert (loaded.K, loaded.d, loaded.l, loaded.isotropic, loaded.dtype) == (3, 12, 2, True, dtype)
+    assert loaded.history_ == model.history_
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    assert torch.equal(loaded.log_prob(x), model.log_prob(x))
+
+
+def test_load_rejects_foreign_and_missing_files(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not written by MFA.save"):
+        MFA.load(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError):
+        MFA.load(tmp_path / "missing.safetensors")
+
+
+def test_parameters_are_buffers_in_the_state_dict():
+    model = MFA(2, 5, 1)
+    assert set(model.state_dict()) == {"log_pi", "mu", "A", "log_D"}
+    assert [p for p in model.parameters()] == []
+    assert model.covariance(1).shape == (5, 5)
+    torch.testing.assert_close(model.log_pi.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: MFA(2, 5, 5), "latent_dim=5 must be smaller than dim=5"),
+        (lambda: MFA(0, 5, 2), "n_components must be an integer >= 1"),
+        (lambda: MFA(2, 5, 2, dtype=torch.float16), "unsupported dtype"),
+        (lambda: MFA(2, 5, 2, device="gpu"), "invalid device"),
+        (lambda: MFA(2, 5, 2).covariance(2), "out of range"),
+        (lambda: MFA(2, 5, 2).log_prob(torch.zeros(3, 4)), r"shape \[n, 5\]"),
+        (lambda: MFA(2, 5, 2).log_prob(torch.zeros(5)), r"shape \[n, 5\]"),
+        (lambda: MFA(2, 5, 2).log_prob(torch.full((1, 5), float("nan"))), "NaN"),
+        (lambda: MFA(2, 5, 2).fit(torch.zeros(10, 4), progress=False), r"expected \[c, 5\]"),
+        (lambda: MFA(2, 5, 2).fit(torch.full((10, 5), float("nan")), progress=False), "NaN"),
+        (lambda: MFA(20, 5, 2).fit(torch.randn(10, 5), progress=False), "n_components=20 exceeds"),
+        (lambda: MFA(2, 5, 2).fit(torch.randn(10, 5), init="pca", progress=False), "'kmeans', 'random'"),
+        (lambda: MFA(2, 5, 2).fit(torch.randn(10, 5), min_variance=0, progress=False), "min_variance"),
+        (lambda: MFA(2, 5, 2).fit("data.npy", progress=False), "got str"),
+        (lambda: MFA.from_parameters(torch.zeros(2, 3), torch.zeros(2, 3, 1), -torch.ones(2, 3)), "positive"),
+    ],
+)
+def test_bad_input_raises_clear_error(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
