@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 SUBCOMMANDS: dict[str, str] = {
     "sweep": "nbhelpers.sweep",
+    "export-dataset": "nbhelpers.export_cli",
 }
 
 

@@ -1,0 +1,927 @@
+"""The summary chapter: the paper's tables and figures rebuilt from result files, our numbers beside the
+paper's, and the provenance of committed runs.
+
+Chapters 3-5 each save one JSON result per (task, profile, seed) (:mod:`nbhelpers.results`):
+
+- chapter 03 (Bayes-optimal robustness): ``bayes_symmetric`` and ``bayes_asymmetric`` robustness reports,
+  ``subspace_distance_mean``, ``certified_radius_mean``;
+- chapter 04 (learned classifiers, symmetric data): reports ``bayes``, ``cnn``, ``linear_svm``, ``rbf_svm``,
+  ``test_accuracy`` (per model, on the whole test set), and the Figure 8 sweeps: ``sweeps`` =
+  {``train_size``/``width``/``depth``: [{``value``, ``test_accuracy``, ``report``}]} and ``trades`` =
+  [{``beta``, ``test_accuracy``, ``report``}];
+- chapter 05 (real CelebA data): reports ``cnn``, ``linear_svm``, ``rbf_svm`` and
+  ``table3`` = {``real_train``, ``symmetric_train``} (real-test accuracies) and ``test_accuracy``.
+
+A report is :meth:`nbhelpers.report.RobustnessReport.to_dict`. :func:`collect_results` flattens every numeric
+leaf of the metrics into dotted names (``cnn.mean_l2``, ``table3.real_train``), averages them over seeds and
+leaves lists of per-sample numbers aside; a missing key is a blank cell, never an error. The Bayes-optimal
+column of Table 1 and Figure 6 comes from chapter 04 and falls back to chapter 03's ``bayes_symmetric``.
+Clean accuracies are over the whole test set (``test_accuracy``) where a chapter saved it, else over the
+attacked samples (the report's); adversarial accuracies are over the attacked samples.
+
+Paper-profile results committed under ``results/paper/`` carry a ``manifest.json`` (hardware, wall time, git
+commit, command) written by :func:`write_manifest`; ``python -m nbhelpers.summary --results-dir results/paper
+-- COMMAND...`` runs a command and then writes it (see ``results/paper/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown
+from matplotlib.figure import Figure
+from pandas.io.formats.style import Styler
+
+from nbhelpers import paper_values as pv
+from nbhelpers.config import get_profile, project_root
+from nbhelpers.config import results_dir as default_results_dir
+from nbhelpers.data import TASKS
+from nbhelpers.results import code_version, load_results, write_json_atomic
+
+CONVENTIONS = ("paper", "strict")
+MANIFEST_NAME = "manifest.json"
+PAPER_RESULTS_SUBDIR = Path("results") / "paper"
+BAYES_CHAPTER, LEARNED_CHAPTER, REAL_CHAPTER = "03", "04", "05"
+MODEL_COLORS = {"bayes": "tab:green", "cnn": "tab:red", "linear_svm": "tab:orange", "rbf_svm": "tab:blue"}
+CLEAN, ADVERSARIAL = "clean", "adversarial"
+
+# Each table's title and the chapters that write its numbers.
+_SYMMETRIC = (BAYES_CHAPTER, LEARNED_CHAPTER)
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "table1": ("Table 1: clean (adversarial) accuracy on the symmetric datasets", _SYMMETRIC),
+    "figure6": ("Figure 6: mean L2 of the attacks on the symmetric datasets", _SYMMETRIC),
+    "figure4": ("Figures 4, 11 and 12: the Bayes-optimal attack, asymmetric vs symmetric", (BAYES_CHAPTER,)),
+    "table2": ("Table 2: clean (adversarial) accuracy on real CelebA images", (REAL_CHAPTER,)),
+    "figure8": ("Figure 8: CNN sweeps and the TRADES trade-off, symmetric datasets", (LEARNED_CHAPTER,)),
+    "figure9": ("Figure 9 (right): mean L2 of the attacks on real CelebA images", (REAL_CHAPTER,)),
+    "table3": ("Table 3: real-test accuracy of CNNs trained on real vs symmetric data", (REAL_CHAPTER,)),
+    "comparison": ("Our numbers beside the paper's", (*_SYMMETRIC, REAL_CHAPTER)),
+}
+# These tables also hold the paper's numbers, so they are worth showing before we have ours.
+_PAPER_ONLY_OK = ("figure4", "table3")
+
+Task = tuple[str, str]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading result files.
+
+
+@dataclass
+class SummaryResults:
+    """The numbers of one profile's result files, averaged over seeds.
+
+    ``values``: long table [n, 6] with columns chapter ("03"), dataset, attribute, metric (dotted path into
+    the metrics, e.g. "cnn.mean_l2"), value (mean over seeds; NaN where a report had no number) and
+    n_seeds. ``files``: one row per result file read, [m, 6]: chapter, dataset, attribute, seed,
+    code_version, created.
+    """
+
+    profile: str
+    results_dir: Path
+    seed: int | None
+    values: pd.DataFrame
+    files: pd.DataFrame
+    _lookup: dict[tuple[str, str, str, str], float] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        v = self.values
+        keys = zip(v["chapter"], v["dataset"], v["attribute"], v["metric"], strict=True)
+        self._lookup = dict(zip(keys, v["value"].astype(float), strict=True))
+
+    @property
+    def empty(self) -> bool:
+        """True when no result file was read."""
+        return self.files.empty
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds whose files were read."""
+        return sorted({int(s) for s in self.files["seed"] if pd.notna(s)})
+
+    def value(self, chapter: str, dataset: str, attribute: str, metric: str) -> float:
+        """The (seed-averaged) number, NaN when no result holds it."""
+        return self._lookup.get((chapter, dataset, attribute, metric), math.nan)
+
+    def tasks(self, *chapters: str) -> list[Task]:
+        """Tasks with a result of any of ``chapters``, in the paper's order (Table 1), unknown ones last."""
+        found = self.files[self.files["chapter"].isin(chapters)]
+        return _task_order(set(zip(found["dataset"], found["attribute"], strict=True)))
+
+
+def collect_results(
+    profile: str = "quick", results_dir: str | os.PathLike | None = None, seed: int | None = 0
+) -> SummaryResults:
+    """Read ``<results_dir>/<profile>/*.json`` (default folder: ``nbhelpers.config.results_dir()``).
+
+    ``seed`` keeps that seed's files only; None averages over every seed found. A missing folder gives an
+    empty result set (the tables then say which command writes their numbers).
+    """
+    get_profile(profile)  # an unknown profile fails here, listing the valid ones
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None (every seed), got {seed!r}")
+    base = Path(results_dir) if results_dir else default_results_dir()
+    rows, files = [], []
+    for payload in load_results(profile, base):
+        if seed is not None and payload.get("seed") != seed:
+            continue
+        chapter = _chapter_key(str(payload.get("chapter", "")))
+        dataset, attribute = str(payload.get("dataset", "")), str(payload.get("attribute", ""))
+        files.append([chapter, dataset, attribute, payload.get("seed"), payload.get("code_version"),
+                      payload.get("created")])
+        flat: dict[str, float] = {}
+        _flatten(payload.get("metrics", {}), "", flat)
+        rows += [[chapter, dataset, attribute, metric, value] for metric, value in flat.items()]
+    keys = ["chapter", "dataset", "attribute", "metric"]
+    if rows:
+        long = pd.DataFrame(rows, columns=[*keys, "value"])
+        values = long.groupby(keys, sort=False)["value"].agg(value="mean", n_seeds="count").reset_index()
+    else:
+        values = pd.DataFrame(columns=[*keys, "value", "n_seeds"])
+    file_columns = ["chapter", "dataset", "attribute", "seed", "code_version", "created"]
+    files_frame = pd.DataFrame(files, columns=file_columns)
+    return SummaryResults(profile, base, seed, values, files_frame)
+
+
+def _chapter_key(name: str) -> str:
+    """"03_bayes_robustness" -> "03"; other names stay as they are."""
+    return name[:2] if name[:2].isdigit() else name
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, float]) -> None:
+    """Numeric leaves of nested dicts (and of lists of dicts) into ``out`` under dotted names.
+
+    None becomes NaN (a report with no successful attack has no mean L2). Lists of numbers (per-sample
+    norms, histograms) and flags are not summary numbers and are left out.
+    """
+    if isinstance(value, bool):
+        return
+    if value is None:
+        out[prefix] = math.nan
+    elif isinstance(value, (int, float)):
+        out[prefix] = float(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        for index, item in enumerate(value):
+            _flatten(item, f"{prefix}.{index}", out)
+
+
+_TASK_RANK = {task: rank for rank, task in enumerate(TASKS)}
+
+
+def _task_order(tasks: set[Task], order: Sequence[Task] = TASKS) -> list[Task]:
+    """``tasks`` in the order of ``order`` (default: the paper's Table 1), unknown ones last."""
+    known = [task for task in dict.fromkeys(order) if task in tasks]
+    return known + sorted(tasks - set(known))
+
+
+def task_label(dataset: str, attribute: str) -> str:
+    """"CelebA / Mouth Slightly Open", "MNIST / 0 vs 6": the paper's row names."""
+    name = {"celeba": "CelebA", "mnist": "MNIST"}.get(dataset, dataset)
+    return f"{name} / {attribute.replace('_', ' ')}"
+
+
+def _labels(tasks: Sequence[Task]) -> pd.Index:
+    return pd.Index([task_label(*task) for task in tasks], name="task")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tables.
+
+
+def adversarial_accuracy(clean: float, strict: float, convention: str = "paper") -> float:
+    """The adversarial accuracy of a report in one of two conventions.
+
+    "strict" is the report's own number: the share of samples that are correctly classified and that no
+    attack flipped. "paper" is the accuracy on the attacked inputs when the attack flips every prediction
+    it can: the misclassified samples (share ``1 - clean``) then turn correct, so it is
+    ``strict + 1 - clean``. Every CNN and linear SVM entry of the paper's Tables 1 and 2 fits it (clean plus
+    bracket is 100%).
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}: valid conventions are {', '.join(CONVENTIONS)}")
+    return strict if convention == "strict" else strict + 1.0 - clean
+
+
+def _report_value(results: SummaryResults, chapter: str, task: Task, model: str, metric: str) -> float:
+    """One number of a model's report; chapter 04's Bayes-optimal falls back to chapter 03's symmetric one."""
+    value = results.value(chapter, *task, f"{model}.{metric}")
+    if math.isnan(value) and chapter == LEARNED_CHAPTER and model == "bayes":
+        value = results.value(BAYES_CHAPTER, *task, f"bayes_symmetric.{metric}")
+    return value
+
+
+def _clean_accuracy(results: SummaryResults, chapter: str, task: Task, model: str) -> float:
+    """Accuracy over the whole test set where the chapter saved it, else over the attacked samples."""
+    value = results.value(chapter, *task, f"test_accuracy.{model}")
+    return _report_value(results, chapter, task, model, "clean_accuracy") if math.isnan(value) else value
+
+
+def _adversarial(results: SummaryResults, chapter: str, task: Task, model: str, convention: str) -> float:
+    """Adversarial accuracy over the attacked samples (the paper's convention uses their clean accuracy)."""
+    clean = _report_value(results, chapter, task, model, "clean_accuracy")
+    strict = _report_value(results, chapter, task, model, "adversarial_accuracy")
+    return adversarial_accuracy(clean, strict, convention)
+
+
+def _accuracy_table(
+    results: SummaryResults, chapter: str, tasks: list[Task], models: Sequence[str], convention: str
+) -> pd.DataFrame:
+    adversarial_accuracy(1.0, 0.0, convention)  # reject a bad convention even when there are no rows
+    columns = pd.MultiIndex.from_product([[pv.MODEL_LABELS[m] for m in models], [CLEAN, ADVERSARIAL]])
+    rows = []
+    for task in tasks:
+        row = []
+        for model in models:
+            row += [_clean_accuracy(results, chapter, task, model),
+                    _adversarial(results, chapter, task, model, convention)]
+        rows.append(row)
+    return pd.DataFrame(rows, index=_labels(tasks), columns=columns, dtype=float)
+
+
+def table1(results: SummaryResults, convention: str = "paper") -> pd.DataFrame:
+    """Table 1: [tasks, (model, clean/adversarial)] accuracies on the symmetric datasets, NaN where missing.
+
+    Rows: the tasks with a chapter 03 or 04 result. The Bayes-optimal columns fall back to chapter 03.
+    """
+    tasks = results.tasks(BAYES_CHAPTER, LEARNED_CHAPTER)
+    return _accuracy_table(results, LEARNED_CHAPTER, tasks, pv.MODELS, convention)
+
+
+def table2(results: SummaryResults, convention: str = "paper") -> pd.DataFrame:
+    """Table 2: [tasks, (model, clean/adversarial)] accuracies of the models trained on real CelebA images."""
+    return _accuracy_table(results, REAL_CHAPTER, _real_tasks(results), pv.REAL_MODELS, convention)
+
+
+def _real_tasks(results: SummaryResults) -> list[Task]:
+    """Tasks with a chapter 05 result, in the order of the paper's Tables 2 and 3."""
+    return _task_order(set(results.tasks(REAL_CHAPTER)), [*pv.TABLE2, *TASKS])
+
+
+def table3(results: SummaryResults) -> pd.DataFrame:
+    """Table 3: [tasks + "Average", (ours/paper, 3)] real-test CNN accuracy when trained on real vs on
+    symmetric data, and the drop (real minus symmetric).
+
+    Rows: the paper's five tasks and any other with a chapter 05 result; each column's average is over
+    the rows that have a number.
+    """
+    tasks = _task_order(set(results.tasks(REAL_CHAPTER)) | set(pv.TABLE3), [*pv.TABLE3, *TASKS])
+    rows = []
+    for task in tasks:
+        real = results.value(REAL_CHAPTER, *task, "table3.real_train")
+        symmetric = results.value(REAL_CHAPTER, *task, "table3.symmetric_train")
+        paper = pv.TABLE3.get(task, {})
+        paper_real, paper_sym = paper.get("real_train", math.nan), paper.get("symmetric_train", math.nan)
+        rows.append([real, symmetric, real - symmetric, paper_real, paper_sym, paper_real - paper_sym])
+    columns = pd.MultiIndex.from_product([["ours", "paper"], ["real train", "symmetric train", "drop"]])
+    table = pd.DataFrame(rows, index=_labels(tasks), columns=columns, dtype=float)
+    table.loc["Average"] = table.mean(axis=0, skipna=True)
+    return table
+
+
+def _mean_l2_table(
+    results: SummaryResults, chapter: str, tasks: list[Task], models: Sequence[str]
+) -> pd.DataFrame:
+    rows = [[_report_value(results, chapter, task, model, "mean_l2") for model in models] for task in tasks]
+    return pd.DataFrame(rows, index=_labels(tasks), columns=[pv.MODEL_LABELS[m] for m in models], dtype=float)
+
+
+def figure6_table(results: SummaryResults) -> pd.DataFrame:
+    """Figure 6's numbers: [tasks, models] mean L2 of the attacks on the symmetric datasets."""
+    return _mean_l2_table(results, LEARNED_CHAPTER, results.tasks(BAYES_CHAPTER, LEARNED_CHAPTER), pv.MODELS)
+
+
+def figure9_table(results: SummaryResults) -> pd.DataFrame:
+    """Figure 9 (right)'s numbers: [tasks, models] mean L2 of the attacks on models trained on real data."""
+    return _mean_l2_table(results, REAL_CHAPTER, _real_tasks(results), pv.REAL_MODELS)
+
+
+SWEEPS: dict[str, str] = {
+    "train_size": "training examples (fresh samples)",
+    "width": "CNN width (filters of the first layer)",
+    "depth": "CNN depth (convolution layers)",
+    "trades": "TRADES beta",
+}
+_SWEEP_METRIC = re.compile(r"^(?:sweeps\.(\w+)|(trades))\.(\d+)\.(value|beta|test_accuracy|report\.mean_l2)$")
+
+
+def figure8_table(results: SummaryResults) -> pd.DataFrame:
+    """Figure 8's numbers: one row per trained CNN of chapter 04's sweeps, [n, 5]: task, sweep (a key of
+    :data:`SWEEPS`), value (training examples, width, depth or beta), test_accuracy, mean_l2."""
+    columns = ["task", "sweep", "value", "test_accuracy", "mean_l2"]
+    v = results.values[results.values["chapter"] == LEARNED_CHAPTER]
+    found = v["metric"].str.extract(_SWEEP_METRIC)  # groups: sweep name, "trades", index, field
+    keep = (found[0].notna() | found[1].notna()).to_numpy(bool)
+    if not keep.any():
+        return pd.DataFrame(columns=columns)
+    found, v = found[keep], v[keep]
+    tasks = list(zip(v["dataset"], v["attribute"], strict=True))
+    long = pd.DataFrame({
+        "task": [task_label(*task) for task in tasks],
+        "rank": [_TASK_RANK.get(task, len(_TASK_RANK)) for task in tasks],
+        "sweep": found[0].fillna(found[1]).to_numpy(),
+        "index": found[2].astype(int).to_numpy(),
+        "field": found[3].replace({"beta": "value", "report.mean_l2": "mean_l2"}).to_numpy(),
+        "number": v["value"].to_numpy(float),
+    })
+    keys = ["rank", "task", "sweep", "index"]
+    wide = long.pivot(index=keys, columns="field", values="number").reset_index().sort_values(keys)
+    return wide.reindex(columns=columns).reset_index(drop=True)
+
+
+def symmetric_vs_asymmetric(results: SummaryResults) -> pd.DataFrame:
+    """Figures 4, 11 and 12: [tasks, 7] the Bayes-optimal classifier's mean attack L2 on the asymmetric and
+    the symmetric dataset, the mean distance to the other class's component subspaces (Figure 11; Lemma 3
+    puts the symmetric mean L2 near half of it) and our mean certified radius; ours beside the paper's.
+
+    Rows: the tasks with a chapter 03 result and the paper's three tasks of Figures 4 and 12.
+    """
+    tasks = _task_order(set(results.tasks(BAYES_CHAPTER)) | set(pv.FIGURE4_12_MEAN_L2) | {pv.FIGURE11_TASK})
+    rows = []
+    for task in tasks:
+        paper = pv.FIGURE4_12_MEAN_L2.get(task, {})
+        rows.append([
+            results.value(BAYES_CHAPTER, *task, "bayes_asymmetric.mean_l2"),
+            paper.get("asymmetric", math.nan),
+            results.value(BAYES_CHAPTER, *task, "bayes_symmetric.mean_l2"),
+            paper.get("symmetric", math.nan),
+            results.value(BAYES_CHAPTER, *task, "subspace_distance_mean"),
+            pv.FIGURE11_SUBSPACE_DISTANCE_MEAN if task == pv.FIGURE11_TASK else math.nan,
+            results.value(BAYES_CHAPTER, *task, "certified_radius_mean"),
+        ])
+    columns = pd.MultiIndex.from_tuples([
+        ("mean L2, asymmetric", "ours"), ("mean L2, asymmetric", "paper"),
+        ("mean L2, symmetric", "ours"), ("mean L2, symmetric", "paper"),
+        ("distance to other class", "ours"), ("distance to other class", "paper"),
+        ("certified radius", "ours"),
+    ])
+    return pd.DataFrame(rows, index=_labels(tasks), columns=columns, dtype=float)
+
+
+def _table3_drops(results: SummaryResults) -> list[float]:
+    drops = [
+        results.value(REAL_CHAPTER, *task, "table3.real_train")
+        - results.value(REAL_CHAPTER, *task, "table3.symmetric_train")
+        for task in results.tasks(REAL_CHAPTER)
+    ]
+    return [d for d in drops if not math.isnan(d)]
+
+
+def _our_number(results: SummaryResults, number: pv.PaperNumber, convention: str) -> tuple[float, str]:
+    """Our counterpart of one paper number, and the task label to show (an average names its task count)."""
+    task = (number.dataset, number.attribute)
+    label = task_label(*task)
+    quantity = number.quantity
+    if quantity.endswith(("clean_accuracy", "adversarial_accuracy")):
+        chapter = REAL_CHAPTER if quantity.startswith("real_") else LEARNED_CHAPTER
+        if quantity.endswith("clean_accuracy"):
+            return _clean_accuracy(results, chapter, task, number.model), label
+        return _adversarial(results, chapter, task, number.model, convention), label
+    if quantity == "table3_accuracy":
+        return results.value(REAL_CHAPTER, *task, f"table3.{number.model}"), label
+    if quantity == "table3_drop":
+        drops = _table3_drops(results)
+        if not drops:
+            return math.nan, label
+        return float(np.mean(drops)), f"{label} (ours: {len(drops)} tasks, paper: {len(pv.TABLE3)})"
+    if quantity == "bayes_mean_l2":
+        return results.value(BAYES_CHAPTER, *task, f"bayes_{number.model}.mean_l2"), label
+    if quantity == "mean_l2":
+        return _report_value(results, LEARNED_CHAPTER, task, number.model, "mean_l2"), label
+    if quantity == "subspace_distance_mean":
+        return results.value(BAYES_CHAPTER, *task, "subspace_distance_mean"), label
+    raise ValueError(f"no rule for the quantity {quantity!r}: valid ones are {', '.join(pv.QUANTITIES)}")
+
+
+_COMPARISON_MODEL_LABELS = {
+    **pv.MODEL_LABELS,
+    "symmetric": "Bayes-optimal, symmetric",
+    "asymmetric": "Bayes-optimal, asymmetric",
+    "real_train": "CNN trained on real",
+    "symmetric_train": "CNN trained on symmetric",
+}
+
+
+def compare_with_paper(
+    results: SummaryResults, convention: str = "paper", only_ours: bool = True
+) -> pd.DataFrame:
+    """Each of the paper's numbers (:func:`nbhelpers.paper_values.paper_numbers`) beside ours.
+
+    Returns [n, 8]: quantity (a key of ``paper_values.QUANTITIES``), what (its description), task, model,
+    paper, ours, difference (ours minus paper) and source (table or figure of the paper). ``only_ours``
+    keeps the rows where we have a number; otherwise every paper number appears, ours NaN where missing.
+    """
+    adversarial_accuracy(1.0, 0.0, convention)  # reject a bad convention even when no row needs it
+    rows = []
+    for number in pv.paper_numbers():
+        ours, label = _our_number(results, number, convention)
+        rows.append({
+            "quantity": number.quantity,
+            "what": pv.QUANTITIES[number.quantity],
+            "task": label,
+            "model": _COMPARISON_MODEL_LABELS.get(number.model, number.model),
+            "paper": number.value,
+            "ours": ours,
+            "difference": ours - number.value,
+            "source": number.source,
+        })
+    table = pd.DataFrame(rows)
+    if only_ours:
+        table = table[table["ours"].notna()].reset_index(drop=True)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Display.
+
+
+def format_accuracy_pairs(table: pd.DataFrame, decimals: int = 0) -> pd.DataFrame:
+    """[tasks, models] strings "clean% (adversarial%)" from a :func:`table1` or :func:`table2` frame, as the
+    paper prints them. A model without numbers is blank; one without an adversarial number shows its
+    clean accuracy alone."""
+
+    def pair(clean: float, adversarial: float) -> str:
+        if math.isnan(clean):
+            return ""
+        text = f"{clean:.{decimals}%}"
+        return text if math.isnan(adversarial) else f"{text} ({adversarial:.{decimals}%})"
+
+    models = list(dict.fromkeys(table.columns.get_level_values(0)))
+    data = {
+        model: [pair(c, a) for c, a in zip(table[(model, CLEAN)], table[(model, ADVERSARIAL)], strict=True)]
+        for model in models
+    }
+    return pd.DataFrame(data, index=table.index, columns=models)
+
+
+def sweep_command(name: str, results: SummaryResults) -> str:
+    """The command that writes the result files behind table ``name`` (a key of :data:`TABLES`)."""
+    if name not in TABLES:
+        raise ValueError(f"unknown table {name!r}: valid tables are {', '.join(TABLES)}")
+    command = f"python -m nbhelpers sweep --chapters {' '.join(TABLES[name][1])} --profile {results.profile}"
+    if Path(results.results_dir).resolve() != default_results_dir().resolve():
+        command += f" --results-dir {_display_path(results.results_dir)}"
+    return command
+
+
+def show(table: pd.DataFrame, name: str, results: SummaryResults, decimals: int = 2) -> Styler | Markdown:
+    """A titled view of ``table``, built by the function of table ``name`` (a key of :data:`TABLES`) from
+    ``results``. Blank cells are numbers we do not have. When none of the table's chapters has a result,
+    the caption (or, for a table with nothing else to show, a note in its place) names the command that
+    writes them."""
+    if name not in TABLES:
+        raise ValueError(f"unknown table {name!r}: valid tables are {', '.join(TABLES)}")
+    title, chapters = TABLES[name]
+    have = results.tasks(*chapters)
+    missing = (
+        f"no results of ours yet ({_scope(results)}); {_chapters(chapters)} them: run "
+        f"`{sweep_command(name, results)}` (add `--tasks celeba:Smiling` for one task), "
+        "then re-run this chapter"
+    )
+    if table.empty or (not have and name not in _PAPER_ONLY_OK):
+        return Markdown(f"**{title}**: {missing}.")
+    count = f"{len(have)} task{'s' if len(have) != 1 else ''} with results"
+    caption = f"{title} ({_scope(results)}; {count})"
+    if not have:
+        caption = f"{title}: the paper's numbers only; {missing}"
+    styler = table.style.set_caption(caption).format(precision=decimals, na_rep="")
+    if "quantity" in table.columns:  # the key is for code; the "what" column says it in words
+        styler = styler.hide(["quantity"], axis="columns")
+    if name == "comparison":
+        styler = styler.hide(axis="index")
+    return styler
+
+
+def _chapters(chapters: Sequence[str]) -> str:
+    """"chapter 03 writes" / "chapters 03 and 04 write"."""
+    if len(chapters) == 1:
+        return f"chapter {chapters[0]} writes"
+    return f"chapters {', '.join(chapters[:-1])} and {chapters[-1]} write"
+
+
+def _scope(results: SummaryResults) -> str:
+    if results.seed is not None:
+        seeds = f"seed {results.seed}"
+    elif len(results.seeds) > 1:
+        seeds = f"mean over seeds {', '.join(map(str, results.seeds))}"
+    else:
+        seeds = "every seed"
+    return f"profile {results.profile}, {seeds}"
+
+
+def _display_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the project root when inside it (output must not name this machine's folders)."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(project_root().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figures.
+
+
+def _grouped_bars(ax: plt.Axes, table: pd.DataFrame, models: Sequence[str]) -> np.ndarray:
+    """Bars of ``table`` [tasks, model labels], one colour per model; returns the x centres [tasks]."""
+    x = np.arange(len(table))
+    width = 0.8 / len(models)
+    for j, model in enumerate(models):
+        label = pv.MODEL_LABELS[model]
+        heights = table[label].to_numpy(float) if label in table else np.full(len(table), np.nan)
+        ax.bar(x + (j - (len(models) - 1) / 2) * width, np.nan_to_num(heights), width,
+               color=MODEL_COLORS[model], label=label)
+    ax.set_xticks(x, [str(label).split(" / ")[-1] for label in table.index], rotation=45, ha="right")
+    return x
+
+
+def _yardsticks(ax: plt.Axes) -> None:
+    """The paper's perceptibility yardsticks for faces (section 2.1)."""
+    ax.axhline(pv.IMPERCEPTIBLE_L2, color="grey", ls=":", lw=1,
+               label=f"imperceptible below {pv.IMPERCEPTIBLE_L2}")
+    ax.axhline(pv.PERCEPTIBLE_L2, color="grey", ls="--", lw=1,
+               label=f"perceptible near {pv.PERCEPTIBLE_L2:g}")
+
+
+def _empty_note(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _legend_right(ax: plt.Axes, axes: Sequence[plt.Axes]) -> None:
+    """One legend beside ``ax`` with the entries of all ``axes`` (each label once)."""
+    entries: dict[str, Any] = {}
+    for a in axes:
+        for handle, label in zip(*a.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    ax.legend(entries.values(), entries.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
+def plot_figure6(results: SummaryResults) -> Figure:
+    """Figure 6: grouped bars of the mean attack L2 per model and symmetric dataset (CelebA and MNIST
+    panels), with the paper's Figure 7 values for CelebA / Smiling as black marks and the paper's
+    perceptibility yardsticks. Without results it shows the paper's Figure 7 values alone."""
+    table = figure6_table(results)
+    tasks = results.tasks(BAYES_CHAPTER, LEARNED_CHAPTER)
+    panels = [(d, [task_label(*t) for t in tasks if t[0] == d]) for d in ("celeba", "mnist")]
+    panels = [(d, labels) for d, labels in panels if labels]
+    if not panels:
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        reference = pd.DataFrame([[pv.FIGURE7_MEAN_L2[m] for m in pv.MODELS]],
+                                 columns=[pv.MODEL_LABELS[m] for m in pv.MODELS],
+                                 index=[task_label(*pv.FIGURE7_TASK)])
+        _grouped_bars(ax, reference, pv.MODELS)
+        _yardsticks(ax)
+        ax.set_title(f"No results of ours yet ({_scope(results)}):\nthe paper's {pv.FIGURE7_SOURCE} values")
+        ax.set_ylabel("mean L2 of the attack")
+        _legend_right(ax, [ax])
+        fig.tight_layout()
+        return fig
+    counts = [len(labels) for _, labels in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 + 0.9 * sum(counts), 4.2), sharey=True,
+                             gridspec_kw={"width_ratios": counts}, squeeze=False)
+    reference_label = task_label(*pv.FIGURE7_TASK)
+    width = 0.8 / len(pv.MODELS)
+    for ax, (dataset, labels) in zip(axes[0], panels, strict=True):
+        x = _grouped_bars(ax, table.loc[labels], pv.MODELS)
+        if reference_label in labels:
+            centre = x[labels.index(reference_label)]
+            for j, model in enumerate(pv.MODELS):
+                ax.plot(centre + (j - (len(pv.MODELS) - 1) / 2) * width, pv.FIGURE7_MEAN_L2[model], "k_",
+                        ms=14, mew=2, label="paper (Figure 7)")
+        _yardsticks(ax)
+        ax.set_title({"celeba": "CelebA", "mnist": "MNIST"}[dataset])
+    axes[0, 0].set_ylabel("mean L2 of the attack")
+    _legend_right(axes[0, -1], axes[0])
+    fig.suptitle(f"Figure 6, symmetric datasets ({_scope(results)})")
+    fig.tight_layout()
+    return fig
+
+
+def _has_number(values: Sequence[float]) -> bool:
+    return any(not math.isnan(v) for v in values)
+
+
+def plot_figure8(results: SummaryResults) -> Figure:
+    """Figure 8: mean attack L2 against training examples, CNN width and depth (one line per task; dashed:
+    the Bayes-optimal classifier's mean over the tasks), and the trade-off between test accuracy and mean
+    L2 of TRADES-trained CNNs, the means over the tasks per beta, beside the other models' means."""
+    table = figure8_table(results)
+    if table.empty:
+        fig, ax = plt.subplots(figsize=(7, 1.8))
+        _empty_note(ax, f"Figure 8: no sweeps of chapter 04 yet ({_scope(results)}):\n"
+                    f"{sweep_command('figure8', results)}")
+        return fig
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    tasks = results.tasks(LEARNED_CHAPTER)
+    bayes = [_report_value(results, LEARNED_CHAPTER, t, "bayes", "mean_l2") for t in tasks]
+    bayes_mean = np.nanmean(bayes) if _has_number(bayes) else math.nan
+    for ax, sweep in zip(axes[:3], ("train_size", "width", "depth"), strict=True):
+        part = table[table["sweep"] == sweep]
+        if part.empty:
+            _empty_note(ax, f"no {sweep.replace('_', ' ')} sweep yet")
+            ax.set_xlabel(SWEEPS[sweep])
+            continue
+        for task, line in part.groupby("task", sort=False):
+            ax.plot(line["value"], line["mean_l2"], "o-", label=task.split(" / ")[-1])
+        if not math.isnan(bayes_mean):
+            ax.axhline(bayes_mean, color=MODEL_COLORS["bayes"], ls="--", label="Bayes-optimal (mean)")
+        if sweep == "train_size":
+            ax.set_xscale("log")
+        ax.set_xlabel(SWEEPS[sweep])
+        ax.set_ylabel("mean L2 of the attack")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    ax = axes[3]
+    trades = table[table["sweep"] == "trades"].groupby("value")[["test_accuracy", "mean_l2"]].mean()
+    if trades.empty:
+        _empty_note(ax, "no TRADES runs yet")
+    else:
+        ax.plot(trades["mean_l2"], trades["test_accuracy"], "o-", color=MODEL_COLORS["cnn"],
+                label="CNN + TRADES")
+        for beta, row in trades.iterrows():
+            ax.annotate(f"beta={beta:g}", (row["mean_l2"], row["test_accuracy"]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7)
+        for model, marker in (("bayes", "*"), ("linear_svm", "D"), ("rbf_svm", "s")):
+            l2 = [_report_value(results, LEARNED_CHAPTER, t, model, "mean_l2") for t in tasks]
+            accuracy = [_clean_accuracy(results, LEARNED_CHAPTER, t, model) for t in tasks]
+            if _has_number(l2) and _has_number(accuracy):
+                ax.scatter(np.nanmean(l2), np.nanmean(accuracy), marker=marker, s=90,
+                           color=MODEL_COLORS[model], label=pv.MODEL_LABELS[model], zorder=3)
+        ax.set_xlabel("mean L2 of the attack (robustness)")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=7)
+    ax.set_title("means over the tasks", fontsize=9)
+    fig.suptitle(f"Figure 8 ({_scope(results)})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_figure9(results: SummaryResults) -> Figure:
+    """Figure 9 (right): grouped bars of the mean attack L2 per model trained on real CelebA images."""
+    table = figure9_table(results)
+    if table.empty:
+        fig, ax = plt.subplots(figsize=(7, 1.8))
+        _empty_note(ax, f"Figure 9: no real-data results of chapter 05 yet ({_scope(results)}):\n"
+                    f"{sweep_command('figure9', results)}")
+        return fig
+    fig, ax = plt.subplots(figsize=(4 + 0.9 * max(len(table), 2), 3.8))
+    _grouped_bars(ax, table, pv.REAL_MODELS)
+    _yardsticks(ax)
+    ax.set_ylabel("mean L2 of the attack")
+    _legend_right(ax, [ax])
+    ax.set_title(f"Figure 9 (right), real CelebA ({_scope(results)})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_symmetric_vs_asymmetric(results: SummaryResults) -> Figure:
+    """Figures 4/12: the Bayes-optimal classifier's mean attack L2 on the asymmetric and the symmetric
+    dataset of each task (bars: ours; black marks: the paper's), with half the mean distance to the other
+    class's subspaces (Lemma 3's prediction for the symmetric case; the paper's Figure 11 for Male)."""
+    table = symmetric_vs_asymmetric(results)
+    fig, ax = plt.subplots(figsize=(4.5 + 1.1 * len(table), 4.0))
+    x = np.arange(len(table))
+    width = 0.38
+    for offset, variant, color in ((-0.5, "asymmetric", "tab:purple"), (0.5, "symmetric", "tab:green")):
+        column = f"mean L2, {variant}"
+        ax.bar(x + offset * width, np.nan_to_num(table[(column, "ours")].to_numpy(float)), width,
+               color=color, alpha=0.8, label=f"ours, {variant}")
+        ax.plot(x + offset * width, table[(column, "paper")].to_numpy(float), "k_", ms=16, mew=2,
+                label="paper (Figures 4, 12)")
+    for source, marker, label in (("ours", "o", "ours"), ("paper", "s", "paper (Figure 11)")):
+        half = table[("distance to other class", source)].to_numpy(float) / 2
+        ax.plot(x + 0.5 * width, half, marker, mfc="none", mec="black", ls="none",
+                label=f"half the distance to the other class, {label}")
+    _yardsticks(ax)
+    ax.set_xticks(x, list(table.index), rotation=30, ha="right")
+    ax.set_ylabel("mean L2 of the attack")
+    have = results.tasks(BAYES_CHAPTER)
+    note = _scope(results) if have else "no results of ours yet: the paper's marks only"
+    ax.set_title(f"Bayes-optimal classifier, asymmetric vs symmetric\n({note})")
+    _legend_right(ax, [ax])
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(comparison: pd.DataFrame) -> Figure:
+    """Ours against the paper's, one point per row of :func:`compare_with_paper` (accuracies left, L2 norms
+    and distances right); on the grey diagonal we agree."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    have = comparison.dropna(subset=["ours"])
+    is_accuracy = have["quantity"].str.contains("accuracy|table3", regex=True).to_numpy(bool)
+    panels = ((axes[0], have[is_accuracy], "accuracy"), (axes[1], have[~is_accuracy], "L2 norm"))
+    for ax, part, unit in panels:
+        if part.empty:
+            _empty_note(ax, f"no {unit} of ours to compare yet")
+            continue
+        for what, group in part.groupby("what", sort=False):
+            ax.plot(group["paper"], group["ours"], "o", alpha=0.7, label=what)
+        low = min(part["paper"].min(), part["ours"].min(), 0.0)
+        high = max(part["paper"].max(), part["ours"].max()) * 1.05
+        ax.plot([low, high], [low, high], color="grey", lw=1)
+        ax.set_xlabel(f"paper, {unit}")
+        ax.set_ylabel(f"ours, {unit}")
+        ax.legend(fontsize=7)
+    fig.suptitle("Our numbers against the paper's")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Provenance: the manifest of a committed run.
+
+
+def default_paper_results_dir() -> Path:
+    """``<project root>/results/paper``: committed paper-profile results live in its ``paper/`` folder."""
+    return project_root() / PAPER_RESULTS_SUBDIR
+
+
+def _timestamp(value: float | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.astimezone()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+    raise ValueError(f"a time must be a datetime or seconds since the epoch (time.time()), got {value!r}")
+
+
+def _cpu_name() -> str:
+    """The CPU model (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _git(*args: str) -> str | None:
+    """Output of a git command in the project root; None without git or outside a checkout."""
+    try:
+        proc = subprocess.run(["git", *args], cwd=project_root(), capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def write_manifest(
+    results_dir: str | os.PathLike,
+    command: str | Sequence[str],
+    started: float | dt.datetime,
+    finished: float | dt.datetime,
+    *,
+    exit_status: int | None = None,
+) -> Path:
+    """Write ``<results_dir>/manifest.json``: what produced the results there, on which machine, how long.
+
+    ``command``: a string or an argv list; ``started``/``finished``: ``time.time()`` seconds or datetimes.
+    Records the platform, CPU, GPUs (``torch.cuda.get_device_name``), Python, torch and CUDA versions, the
+    git commit (``git rev-parse HEAD``; None outside a checkout) and whether tracked files had local
+    changes, the nbhelpers code version and the wall time.
+    """
+    start, end = _timestamp(started), _timestamp(finished)
+    if end < start:
+        raise ValueError(f"finished ({end.isoformat()}) is before started ({start.isoformat()}): swap them")
+    import torch  # only the manifest needs it; the tables and figures do not
+
+    commit = _git("rev-parse", "HEAD")
+    changes = _git("status", "--porcelain", "--untracked-files=no")
+    gpus = []
+    if torch.cuda.is_available():
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    manifest = {
+        "command": command if isinstance(command, str) else shlex.join(command),
+        "exit_status": exit_status,
+        "started": start.isoformat(timespec="seconds"),
+        "finished": end.isoformat(timespec="seconds"),
+        "wall_seconds": round((end - start).total_seconds(), 1),
+        "git_commit": commit,
+        "git_local_changes": None if commit is None or changes is None else bool(changes),
+        "code_version": code_version(),
+        "hardware": {
+            "platform": platform.platform(),
+            "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "gpus": gpus,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+        },
+    }
+    return write_json_atomic(Path(results_dir) / MANIFEST_NAME, manifest)
+
+
+def read_manifest(results_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of ``results_dir``, or None when there is none."""
+    path = Path(results_dir) / MANIFEST_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); write it again with write_manifest") from err
+
+
+def record_command(command: Sequence[str], results_dir: str | os.PathLike) -> int:
+    """Run ``command`` (an argv list), then write ``results_dir``'s manifest; the command's exit status."""
+    if not command:
+        raise ValueError("no command to run: pass an argv list, e.g. ['python', '-m', 'nbhelpers', 'sweep']")
+    started = time.time()
+    status = subprocess.run(list(command)).returncode
+    write_manifest(results_dir, command, started, time.time(), exit_status=status)
+    return status
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _manifest_lines(manifest: dict[str, Any]) -> list[str]:
+    """A Markdown list (plain CommonMark, as the book renders outputs) of a manifest's hardware, software,
+    time, commit and command."""
+    hw = manifest.get("hardware", {})
+    gpus = ", ".join(hw.get("gpus") or []) or "no GPU"
+    commit = manifest.get("git_commit") or "unknown"
+    if manifest.get("git_local_changes"):
+        commit += " (with local changes)"
+    wall = _duration(float(manifest.get("wall_seconds", 0)))
+    return [
+        "",
+        f"- **hardware**: {gpus}; {hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores); "
+        f"{hw.get('platform', '?')}",
+        f"- **software**: Python {hw.get('python', '?')}, torch {hw.get('torch', '?')}, "
+        f"CUDA {hw.get('cuda') or 'none'}",
+        f"- **time taken**: {wall} ({manifest.get('started', '?')} to {manifest.get('finished', '?')})",
+        f"- **commit**: `{commit}`",
+        f"- **command**: `{manifest.get('command', '?')}` (exit status {manifest.get('exit_status')})",
+    ]
+
+
+def describe_results(results: SummaryResults, manifest_dir: str | os.PathLike | None = None) -> Markdown:
+    """What the result files of ``results`` are (count, files per chapter, seeds, dates, code versions) and,
+    when ``manifest_dir`` holds a manifest, the hardware, wall time, commit and command behind them."""
+    folder = _display_path(Path(results.results_dir) / results.profile)
+    if results.empty:
+        lines = [f"No result files of profile `{results.profile}` in `{folder}/` ({_scope(results)})."]
+    else:
+        per_chapter = results.files.groupby("chapter")["dataset"].count()
+        chapters = ", ".join(f"chapter {c}: {n}" for c, n in per_chapter.items())
+        created = sorted(str(c) for c in results.files["created"].dropna())
+        versions = sorted({str(v) for v in results.files["code_version"].dropna()})
+        current = code_version()
+        stale = [v for v in versions if v != current]
+        when = f", written {created[0]} to {created[-1]}" if created else ""
+        lines = [
+            f"{len(results.files)} result files in `{folder}/` ({chapters}; {_scope(results)}){when}.",
+            f"Code versions: {', '.join(f'`{v}`' for v in versions)}"
+            + (f" ({len(stale)} differ from the current `{current}`)." if stale else " (the current code)."),
+        ]
+    if manifest_dir is not None:
+        manifest = read_manifest(manifest_dir)
+        if manifest is None:
+            lines.append(f"No `{MANIFEST_NAME}` in `{_display_path(manifest_dir)}/`.")
+        else:
+            lines += _manifest_lines(manifest)
+    return Markdown("\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m nbhelpers.summary --results-dir DIR -- COMMAND...``: run COMMAND, write DIR's manifest."""
+    parser = argparse.ArgumentParser(
+        prog="python -m nbhelpers.summary",
+        description="Run a command (e.g. a paper-profile sweep), then record in DIR/manifest.json the "
+        "hardware, wall time, git commit and command that produced the results in DIR.",
+    )
+    parser.add_argument("--results-dir", required=True, metavar="DIR", help="where manifest.json goes")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given: put it after --, e.g. -- python -m nbhelpers sweep --profile paper")
+    return record_command(command, args.results_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Attacks against known boundaries: never below the exact distance, close above it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nbhelpers.attacks import (
+    ATTACKS,
+    L2ComponentGradientAttack,
+    make_foolbox_attack,
+    run_attacks,
+    run_foolbox_attack,
+)
+from nbhelpers.classifier import BayesClassifier
+from nbhelpers.mfa import MFA
+from nbhelpers.theory import closest_boundary_points
+from tests.test_classifier import isotropic_pair, subspace_pair
+
+# float32 inputs and bisection put the found point up to ~1e-6 (relative) on the near side
+BELOW_TOL = 1e-5
+
+
+def unequal_pair(d: int = 12, n: int = 16, seed: int = 0):
+    """Two full-covariance Gaussians (rank-2 + unequal diagonal), their samples and exact distances.
+
+    Returns the classifier, x [2n, d], y [2n] and the exact boundary distance [2n] of
+    ``theory.closest_boundary_points``, whose closest points must lie inside the pixel box.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    e = torch.randn(d, generator=gen, dtype=torch.float64)
+    e /= e.norm()
+    mfas = []
+    for sign in (-1, 1):
+        loadings = 0.03 * torch.randn(1, d, 2, generator=gen, dtype=torch.float64)
+        noise = (0.02 + 0.04 * torch.rand(1, d, generator=gen, dtype=torch.float64)) ** 2
+        mfas.append(MFA.from_parameters((0.5 + sign * 0.15 * e)[None], loadings, noise))
+    x = torch.cat([m.sample(n, generator=gen)[0] for m in mfas])
+    y = torch.arange(2).repeat_interleave(n)
+    dist, points = closest_boundary_points(
+        x.numpy(), *(t.numpy() for m in mfas for t in (m.mu[0], m.covariance(0)))
+    )
+    assert 0 < points.min() and points.max() < 1, "the test needs boundary points inside the box"
+    return BayesClassifier(*mfas), x, y, torch.as_tensor(dist)
+
+
+def test_gradient_attack_hits_the_isotropic_boundary():
+    model, x, y, exact = isotropic_pair()
+    for dtype in (torch.float64, torch.float32):
+        out = L2ComponentGradientAttack()(model, x.to(dtype), y)
+        assert out.success.all()
+        assert out.x_adv.dtype == dtype and out.x_adv.shape == x.shape
+        ratio = out.l2 / exact
+        # the boundary is a hyperplane along the gradient: exact up to the bisection precision
+        assert ratio.min() > 1 - BELOW_TOL
+        assert ratio.max() < 1 + 0.05 / 2**12 / exact.min() + 1e-5
+        assert (model.predict(out.x_adv) != y).all()
+        assert (out.target == 0).all()  # the other class's only component
+
+
+def test_gradient_attack_on_unequal_covariances():
+    model, x, y, exact = unequal_pair()
+    out = L2ComponentGradientAttack()(model, x, y)
+    assert out.success.all()
+    ratio = (out.l2 / exact).numpy()
+    # the gradient flow of the component log-ratio is not the shortest path when the covariances
+    # differ (curved boundary): never below, a few percent above in the median
+    assert ratio.min() > 1 - BELOW_TOL
+    assert np.median(ratio) < 1.10 and ratio.max() < 1.35
+
+
+@pytest.mark.parametrize(
+    "name,median_tol,max_tol", [("cw", 0.01, 0.05), ("fmn", 0.001, 0.01), ("ddn", 0.01, 0.05)]
+)
+def test_foolbox_attacks_hit_the_isotropic_boundary(name, median_tol, max_tol):
+    model, x, y, exact = isotropic_pair(n=12)
+    out = run_foolbox_attack(model, x.float(), y, name, batch_size=32)
+    assert out.success.all()
+    ratio = (out.l2 / exact).numpy()
+    assert ratio.min() > 1 - BELOW_TOL
+    assert np.median(ratio) < 1 + median_tol and ratio.max() < 1 + max_tol
+    assert (model.predict(out.x_adv) != y).all()
+
+
+def test_foolbox_attacks_on_unequal_covariances():
+    model, x, y, exact = unequal_pair()
+    ratios = {
+        name: (run_foolbox_attack(model, x.float(), y, name).l2 / exact).numpy() for name in ("cw", "fmn")
+    }
+    for ratio in ratios.values():
+        assert ratio.min() > 1 - BELOW_TOL
+    assert ratios["fmn"].max() < 1.01
+    assert np.median(ratios["cw"]) < 1.02
+
+
+def test_fmn_projection_is_repaired():
+    # foolbox 3.3.4's own L2 FMN never shrinks its first overshooting steps
+    model, x, y, exact = isotropic_pair(n=8)
+    fb_attack = make_foolbox_attack("fmn")
+    assert type(fb_attack).__name__ == "_FixedL2FMNAttack"
+    fixed = run_foolbox_attack(model, x.float(), y, fb_attack)
+    broken = run_foolbox_attack(model, x.float(), y, type(fb_attack).__mro__[1](steps=100, max_stepsize=0.1))
+    assert (fixed.l2 / exact).max() < 1.001
+    assert (broken.l2 / exact).max() > 1.2
+
+
+def test_halving_the_step_changes_little():
+    for model, x, y in (subspace_pair()[:3], subspace_pair(outlier_sigma=0.5), unequal_pair()[:3]):
+        coarse = L2ComponentGradientAttack(step_size=0.05)(model, x, y).l2.mean()
+        fine = L2ComponentGradientAttack(step_size=0.025)(model, x, y).l2.mean()
+        assert abs(float(fine / coarse) - 1) < 0.02
+
+
+def test_asymmetric_model_is_far_less_robust():
+    sym, x, y = subspace_pair()
+    asym, x_same, _ = subspace_pair(outlier_sigma=0.5)
+    assert torch.equal(x, x_same)
+    assert (sym.predict(x) == y).all() and (asym.predict(x) == y).all()
+    l2_sym = L2ComponentGradientAttack()(sym, x, y).l2
+    out_asym = L2ComponentGradientAttack()(asym, x, y)
+    assert out_asym.success.all()
+    assert float(out_asym.l2.mean() / l2_sym.mean()) < 0.3
+    # the winning direction is the other class's broad outlier (its last component)
+    assert (out_asym.target == 3).float().mean() > 0.9
+    # a source fixed at the clean sample ignores the own class's outlier once its component lost
+    fixed = L2ComponentGradientAttack(track_source=False)(asym, x, y).l2
+    assert float(fixed.mean() / out_asym.l2.mean()) > 1.5
+
+
+def test_misclassified_samples_cost_nothing():
+    model, x, y, _ = isotropic_pair(n=4)
+    wrong = y.clone()
+    wrong[:2] = 1 - wrong[:2]
+    out = L2ComponentGradientAttack()(model, x, wrong)
+    assert out.success.all()
+    assert torch.equal(out.x_adv[:2], x[:2]) and (out.l2[:2] == 0).all() and (out.target[:2] == -1).all()
+    assert (out.l2[2:] > 0.05).all()
+
+
+def test_max_steps_too_small_fails_cleanly():
+    model, x, y, exact = isotropic_pair(n=4)
+    out = L2ComponentGradientAttack(step_size=0.01, max_steps=2)(model, x, y)
+    assert not out.success.any()  # every boundary is > 0.02 away
+    assert torch.isinf(out.l2).all() and torch.equal(out.x_adv, x) and (out.target == -1).all()
+    assert exact.min() > 0.02
+
+
+def test_images_and_several_batches():
+    model, x, y, _ = isotropic_pair(d=12, n=5)
+    flat = L2ComponentGradientAttack()(model, x, y)
+    images = L2ComponentGradientAttack(batch_size=3)(model, x.reshape(10, 3, 2, 2), y)
+    assert images.x_adv.shape == (10, 3, 2, 2)
+    np.testing.assert_allclose(images.l2.numpy(), flat.l2.numpy(), rtol=1e-12)
+
+
+def test_run_attacks_keeps_the_smallest():
+    model, x, y = subspace_pair(n=4)
+    result = run_attacks(model, x.float(), y, ["gradient", "fmn"], progress=False)
+    stacked = torch.stack([result.per_attack_l2["gradient"], result.per_attack_l2["fmn"]])
+    np.testing.assert_array_equal(result.l2.numpy(), stacked.min(0).values.numpy())
+    assert result.success.all() and (result.clean_pred == y).all()
+    names = np.array(["gradient", "fmn"])[stacked.argmin(0).numpy()]
+    assert result.attack == names.tolist()
+    delta = (result.x_adv.double() - x.float().double()).norm(dim=1)
+    np.testing.assert_allclose(delta.numpy(), result.l2.numpy(), rtol=1e-6)
+
+
+def test_bad_parameters_raise():
+    for kwargs in ({"step_size": 0}, {"step_size": -0.1}, {"step_size": float("nan")}, {"n_targets": 0}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            L2ComponentGradientAttack(**kwargs)
+    with pytest.raises(ValueError, match="max_steps"):
+        L2ComponentGradientAttack(max_steps=0)
+    model, x, y, _ = isotropic_pair(n=2)
+    with pytest.raises(ValueError, match="valid names are 'gradient', 'cw', 'fmn', 'ddn'"):
+        run_attacks(model, x, y, ["gradient", "pgd"])
+    with pytest.raises(ValueError, match="no samples"):
+        run_attacks(model, x[:0], y[:0], ["gradient"])
+    with pytest.raises(ValueError, match="no samples"):
+        L2ComponentGradientAttack()(model, x[:0], y[:0])
+    with pytest.raises(ValueError, match="pixel box"):
+        L2ComponentGradientAttack()(model, x * 4, y)
+    with pytest.raises(ValueError, match="valid names"):
+        make_foolbox_attack("boundary")
+    with pytest.raises(TypeError, match="BayesClassifier"):
+        L2ComponentGradientAttack()(torch.nn.Linear(16, 2), x.float(), y)
+    assert ATTACKS == ("gradient", "cw", "fmn", "ddn")

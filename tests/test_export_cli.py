@@ -1,0 +1,100 @@
+"""``python -m nbhelpers export-dataset`` on the bundled MNIST sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nbhelpers import __main__ as cli
+from nbhelpers import export_cli
+from nbhelpers.datasets import SYMMETRIC_SIGMA, VARIANTS, load_task_models
+
+
+@pytest.fixture
+def sample_env(tmp_path, monkeypatch):
+    """The bundled sample as data, a private model cache."""
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def export(out, *extra: str) -> int:
+    sizes = ["--n-train", "6", "--n-test", "3"]
+    return cli.main(["export-dataset", "--out", str(out), "--device", "cpu", "--no-progress", *sizes, *extra])
+
+
+def test_exports_one_task_with_its_models(sample_env, capsys):
+    out = sample_env / "export"
+    assert export(out, "--dataset", "MNIST", "--attribute", "06") == 0
+    printed = capsys.readouterr().out.split()
+    npz, models_dir = out / "mnist_0_vs_6_symmetric.npz", out / "models" / "mnist_0_vs_6"
+    assert printed == [str(npz), str(models_dir)]
+
+    data = np.load(npz)
+    assert data["x_train"].shape == (12, 784) and data["x_test"].shape == (6, 784)
+    assert data["x_train"].dtype == np.float32
+    assert 0.0 <= data["x_train"].min() and data["x_train"].max() <= 1.0
+    assert np.bincount(data["y_train"]).tolist() == [6, 6] and np.bincount(data["y_test"]).tolist() == [3, 3]
+    assert data["image_shape"].tolist() == [1, 28, 28] and data["class_names"].tolist() == ["0", "6"]
+
+    # the released models are the generating ones: the symmetric pair has sigma = 0.01 everywhere
+    models = load_task_models(models_dir, device="cpu")
+    for mfa in models.symmetric:
+        assert torch.allclose(mfa.log_D.exp(), torch.full_like(mfa.log_D, SYMMETRIC_SIGMA**2))
+    assert [m.K for m in models.asymmetric] == [m.K + 1 for m in models.fitted]
+
+
+def test_export_is_deterministic_and_variants_differ(sample_env):
+    first, second = sample_env / "a", sample_env / "b"
+    assert export(first, "--dataset", "mnist", "--attribute", "0_vs_6", "--variant", "asymmetric") == 0
+    assert export(second, "--dataset", "mnist", "--attribute", "0_vs_6", "--variant", "asymmetric") == 0
+    assert export(second, "--dataset", "mnist", "--attribute", "0_vs_6", "--variant", "symmetric") == 0
+    a = np.load(first / "mnist_0_vs_6_asymmetric.npz")
+    b = np.load(second / "mnist_0_vs_6_asymmetric.npz")
+    sym = np.load(second / "mnist_0_vs_6_symmetric.npz")
+    assert np.array_equal(a["x_train"], b["x_train"]) and np.array_equal(a["y_test"], b["y_test"])
+    assert not np.array_equal(a["x_train"], sym["x_train"])
+
+
+def test_all_exports_every_task(sample_env, monkeypatch, capsys):
+    # two of the 15 tasks keep the test fast; --all walks whatever nbhelpers.data.TASKS holds
+    monkeypatch.setattr("nbhelpers.data.TASKS", [("mnist", "0_vs_6"), ("mnist", "4_vs_5")])
+    out = sample_env / "all"
+    assert export(out, "--all", "--variant", "fitted") == 0
+    assert sorted(p.name for p in out.glob("*.npz")) == ["mnist_0_vs_6_fitted.npz", "mnist_4_vs_5_fitted.npz"]
+    assert len(capsys.readouterr().out.split()) == 4
+
+
+MALE = ["--dataset", "celeba", "--attribute", "Male"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "cifar", "--attribute", "Male"], "valid datasets are 'celeba', 'mnist'"),
+        (["--dataset", "celeba", "--attribute", "Beard"], "valid CelebA attributes are Bangs, Black_Hair"),
+        (["--dataset", "mnist", "--attribute", "6_vs_0"], "did you mean '0_vs_6'?"),
+        ([*MALE, "--variant", "sym"], "valid variants are fitted, symmetric, asymmetric"),
+        (["--dataset", "celeba"], "give --dataset and --attribute"),
+        (["--all", "--dataset", "celeba"], "--all exports every task: drop --dataset"),
+        ([*MALE, "--profile", "full"], "valid profiles are 'quick', 'paper'"),
+        ([*MALE, "--device", "tpu"], "valid devices are auto, cpu, cuda"),
+        ([*MALE, "--n-train", "0"], "--n-train must be at least 1"),
+        ([*MALE, "--seed", "-1"], "--seed must be a non-negative"),
+    ],
+)
+def test_bad_input_exits_2_with_the_valid_choices(sample_env, capsys, args, message):
+    assert cli.main(["export-dataset", "--out", str(sample_env / "never"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nbhelpers export-dataset: error:") and message in err
+    assert not (sample_env / "never").exists()
+
+
+def test_variants_match_the_datasets_module():
+    assert export_cli.VARIANTS == VARIANTS
+
+
+def test_registered_as_a_subcommand():
+    args = cli.build_parser().parse_args(["export-dataset", "--all", "--out", "x"])
+    assert args.handler is export_cli.run and args.all and args.variant == "symmetric"

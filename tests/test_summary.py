@@ -1,0 +1,302 @@
+"""The summary chapter's tables, figures and manifest, from hand-written result files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from nbhelpers import paper_values as pv
+from nbhelpers import summary
+from nbhelpers.data import TASKS
+from nbhelpers.results import save_result
+from tests.conftest import ROOT
+
+CH3, CH4, CH5 = "03_bayes_robustness", "04_learned_classifiers", "05_real_data"
+
+
+def report(clean: float, adversarial: float, mean_l2: float | None, n: int = 16) -> dict:
+    """A robustness report as ``RobustnessReport.to_dict`` writes it."""
+    return {
+        "n": n, "n_correct": round(clean * n), "n_evaluated": round((clean - adversarial) * n),
+        "clean_accuracy": clean, "adversarial_accuracy": adversarial, "mean_l2": mean_l2,
+        "median_l2": mean_l2, "frac_pixels_above_5": 0.1, "l2": [1.0, 2.0], "pixel_hist": [3] * 256,
+    }
+
+
+def sweep_point(value: float, test_accuracy: float, mean_l2: float, key: str = "value") -> dict:
+    """One point of chapter 4's Figure 8 sweeps."""
+    return {key: value, "test_accuracy": test_accuracy, "seconds": 1.5, "report": report(1.0, 0.0, mean_l2)}
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    """Results of chapters 3-5 for a few tasks, seed 0, profile quick; one task also has seed 1."""
+    def save(chapter, dataset, attribute, metrics, seed=0):
+        save_result(chapter, dataset, attribute, "quick", seed, metrics, results_dir=tmp_path)
+
+    save(CH3, "celeba", "Smiling", {
+        "bayes_symmetric": report(1.0, 0.0, 3.0), "bayes_asymmetric": report(1.0, 0.0, 0.7),
+        "subspace_distance_mean": 6.0, "certified_radius_mean": 2.5,
+    })
+    save(CH3, "mnist", "0_vs_6", {
+        "bayes_symmetric": report(1.0, 0.0, 2.5), "bayes_asymmetric": report(0.9375, 0.0, None),
+        "subspace_distance_mean": 5.0, "certified_radius_mean": 2.0,
+    })
+    # chapter 4 knows only Smiling and lacks the linear SVM; the CNN has a whole-test-set accuracy
+    save(CH4, "celeba", "Smiling", {
+        "bayes": report(1.0, 0.0, 3.2), "cnn": report(0.9375, 0.0, 0.5), "rbf_svm": report(0.875, 0.125, 2.0),
+        "test_accuracy": {"cnn": 0.95},
+        "sweeps": {"width": [sweep_point(8, 0.9, 0.4), sweep_point(32, 0.95, 0.6)], "depth": []},
+        "trades": [{**sweep_point(0.0, 0.95, 0.5, key="beta"), "extra": [1, 2]},
+                   sweep_point(10.0, 0.85, 2.5, key="beta")],
+    })
+    save(CH4, "celeba", "Smiling", {"cnn": report(0.8125, 0.0, 1.5)}, seed=1)
+    save(CH5, "celeba", "Male", {
+        "cnn": report(0.9, 0.0, 0.3), "linear_svm": report(0.85, 0.0, 0.2), "rbf_svm": report(0.8, 0.1, 1.9),
+        "table3": {"real_train": 0.9, "symmetric_train": 0.84},
+    })
+    save(CH5, "celeba", "Bangs", {"table3": {"real_train": 0.95, "symmetric_train": 0.93}})
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_collect_flattens_and_filters_by_seed(results_dir):
+    res = summary.collect_results("quick", results_dir, seed=0)
+    assert res.seeds == [0] and len(res.files) == 5
+    assert res.value("04", "celeba", "Smiling", "cnn.mean_l2") == 0.5
+    assert res.value("04", "celeba", "Smiling", "sweeps.width.1.report.mean_l2") == 0.6
+    assert res.value("04", "celeba", "Smiling", "trades.1.beta") == 10.0
+    assert math.isnan(res.value("03", "mnist", "0_vs_6", "bayes_asymmetric.mean_l2"))  # None in the file
+    assert math.isnan(res.value("04", "celeba", "Smiling", "cnn.l2"))  # per-sample lists are left out
+    assert res.tasks("03", "04") == [("celeba", "Smiling"), ("mnist", "0_vs_6")]
+    assert res.tasks("05") == [("celeba", "Bangs"), ("celeba", "Male")]  # the paper's Table 1 order
+
+    seed1 = summary.collect_results("quick", results_dir, seed=1)
+    assert seed1.value("04", "celeba", "Smiling", "cnn.mean_l2") == 1.5 and len(seed1.files) == 1
+    both = summary.collect_results("quick", results_dir, seed=None)
+    assert both.value("04", "celeba", "Smiling", "cnn.mean_l2") == pytest.approx(1.0)
+    assert both.value("04", "celeba", "Smiling", "cnn.clean_accuracy") == pytest.approx(0.875)
+    assert both.value("04", "celeba", "Smiling", "rbf_svm.mean_l2") == 2.0  # only seed 0 has it
+    assert both.seeds == [0, 1]
+
+
+def test_collect_rejects_bad_input(results_dir):
+    with pytest.raises(ValueError, match="valid profiles are 'quick', 'paper'"):
+        summary.collect_results("fast", results_dir)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer or None"):
+        summary.collect_results("quick", results_dir, seed=-1)
+    (results_dir / "quick" / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="broken.json is not valid JSON"):
+        summary.collect_results("quick", results_dir)
+
+
+def test_table1_values_land_in_their_cells_and_missing_ones_are_blank(results_dir):
+    res = summary.collect_results("quick", results_dir)
+    table = summary.table1(res, convention="paper")
+    assert list(table.index) == ["CelebA / Smiling", "MNIST / 0 vs 6"]
+    assert table.loc["CelebA / Smiling", ("CNN", "clean")] == 0.95  # the whole test set's
+    # adversarial: over the attacked samples; in the paper's convention their misclassified 6.25% count
+    assert table.loc["CelebA / Smiling", ("CNN", "adversarial")] == pytest.approx(0.0625)
+    assert table.loc["CelebA / Smiling", ("RBF SVM", "adversarial")] == pytest.approx(0.25)
+    assert table.loc["CelebA / Smiling", ("Bayes-optimal", "clean")] == 1.0
+    # MNIST has only chapter 3: the Bayes-optimal column falls back to it, the learned models are blank
+    assert table.loc["MNIST / 0 vs 6", ("Bayes-optimal", "clean")] == 1.0
+    assert math.isnan(table.loc["MNIST / 0 vs 6", ("CNN", "clean")])
+    assert table[("Linear SVM", "clean")].isna().all()
+
+    strict = summary.table1(res, convention="strict")
+    assert strict.loc["CelebA / Smiling", ("RBF SVM", "adversarial")] == pytest.approx(0.125)
+
+    shown = summary.format_accuracy_pairs(table)
+    assert shown.loc["CelebA / Smiling", "CNN"] == "95% (6%)"
+    assert shown.loc["CelebA / Smiling", "RBF SVM"] == "88% (25%)"
+    assert shown.loc["MNIST / 0 vs 6", "CNN"] == "" and shown.loc["CelebA / Smiling", "Linear SVM"] == ""
+    assert list(shown.columns) == ["Bayes-optimal", "CNN", "Linear SVM", "RBF SVM"]
+
+
+def test_bayes_column_prefers_chapter_4(results_dir):
+    figure6 = summary.figure6_table(summary.collect_results("quick", results_dir))
+    assert figure6.loc["CelebA / Smiling", "Bayes-optimal"] == 3.2  # chapter 4, not chapter 3's 3.0
+    assert figure6.loc["MNIST / 0 vs 6", "Bayes-optimal"] == 2.5  # chapter 3's fallback
+    assert figure6.loc["CelebA / Smiling", "CNN"] == 0.5
+    assert math.isnan(figure6.loc["MNIST / 0 vs 6", "RBF SVM"])
+
+
+def test_tables_2_and_3(results_dir):
+    res = summary.collect_results("quick", results_dir)
+    t2 = summary.table2(res)
+    assert list(t2.index) == ["CelebA / Male", "CelebA / Bangs"]  # the paper's Table 2 order
+    assert t2.loc["CelebA / Male", ("Linear SVM", "clean")] == 0.85
+    assert t2.loc["CelebA / Male", ("RBF SVM", "adversarial")] == pytest.approx(0.3)
+    assert t2.loc["CelebA / Bangs"].isna().all()  # Bangs has a Table 3 result only
+    assert summary.format_accuracy_pairs(t2, 1).loc["CelebA / Male", "CNN"] == "90.0% (10.0%)"
+
+    t3 = summary.table3(res)
+    assert list(t3.index) == [*(summary.task_label(*t) for t in pv.TABLE3), "Average"]
+    assert t3.loc["CelebA / Male", ("ours", "drop")] == pytest.approx(0.06)
+    assert t3.loc["CelebA / Male", ("paper", "real train")] == 0.923
+    assert math.isnan(t3.loc["CelebA / Smiling", ("ours", "real train")])
+    assert t3.loc["Average", ("ours", "drop")] == pytest.approx((0.06 + 0.02) / 2)
+    assert t3.loc["Average", ("paper", "drop")] == pytest.approx(0.0504)
+
+
+def test_symmetric_vs_asymmetric_sets_ours_beside_the_papers(results_dir):
+    table = summary.symmetric_vs_asymmetric(summary.collect_results("quick", results_dir))
+    assert list(table.index) == ["CelebA / Male", "CelebA / Smiling", "MNIST / 0 vs 6"]
+    assert table.loc["CelebA / Smiling", ("mean L2, asymmetric", "ours")] == 0.7
+    assert table.loc["CelebA / Smiling", ("mean L2, asymmetric", "paper")] == 0.8
+    assert table.loc["CelebA / Male", ("mean L2, symmetric", "paper")] == 3.3
+    assert table.loc["CelebA / Male", ("distance to other class", "paper")] == 6.2
+    assert math.isnan(table.loc["CelebA / Male", ("mean L2, symmetric", "ours")])
+    assert table.loc["MNIST / 0 vs 6", ("certified radius", "ours")] == 2.0
+
+
+def test_comparison_difference_is_ours_minus_papers(results_dir):
+    res = summary.collect_results("quick", results_dir)
+    cmp = summary.compare_with_paper(res)
+    assert cmp["ours"].notna().all()
+    row = cmp[(cmp["quantity"] == "mean_l2") & (cmp["model"] == "CNN")].iloc[0]
+    assert (row["task"], row["paper"], row["ours"]) == ("CelebA / Smiling", 0.86, 0.5)
+    assert row["difference"] == pytest.approx(0.5 - 0.86)
+    assert row["source"] == "Figure 7 (section 3)"
+    adv = cmp[(cmp["quantity"] == "real_adversarial_accuracy") & (cmp["model"] == "RBF SVM")].iloc[0]
+    assert adv["difference"] == pytest.approx(0.3 - 0.113)
+    drop = cmp[cmp["quantity"] == "table3_drop"].iloc[0]
+    assert drop["ours"] == pytest.approx(0.04) and drop["difference"] == pytest.approx(-0.01)
+    assert "ours: 2 tasks" in drop["task"]
+    sym = cmp[(cmp["quantity"] == "bayes_mean_l2") & (cmp["task"] == "MNIST / 0 vs 6")]
+    assert sym["model"].tolist() == ["Bayes-optimal, symmetric"]  # the asymmetric mean L2 is None: no row
+    assert sym["difference"].iloc[0] == pytest.approx(2.5 - 3.0)
+
+    everything = summary.compare_with_paper(res, only_ours=False)
+    assert len(everything) == len(pv.paper_numbers()) and everything["ours"].isna().any()
+    with pytest.raises(ValueError, match="valid conventions are paper, strict"):
+        summary.compare_with_paper(res, convention="loose")
+
+
+def test_empty_results_give_commands_not_errors(tmp_path):
+    res = summary.collect_results("quick", tmp_path / "nothing")
+    assert res.empty and summary.table1(res).empty
+    note = summary.show(summary.format_accuracy_pairs(summary.table1(res)), "table1", res)
+    assert "no results of ours yet" in note.data
+    assert "python -m nbhelpers sweep --chapters 03 04 --profile quick --results-dir" in note.data
+    # tables that hold the paper's numbers still show them, with the command in the caption
+    styled = summary.show(summary.table3(res), "table3", res).to_html()
+    assert "the paper&#x27;s numbers only" in styled or "the paper's numbers only" in styled
+    assert "0.92" in styled and "--chapters 05" in styled
+    comparison = summary.compare_with_paper(res)
+    figures = [summary.plot_figure6(res), summary.plot_figure9(res)]
+    figures += [summary.plot_symmetric_vs_asymmetric(res), summary.plot_comparison(comparison)]
+    assert comparison.empty and all(isinstance(fig, Figure) for fig in figures)
+    assert "No result files of profile `quick`" in summary.describe_results(res).data
+
+
+def test_show_and_figures_with_results(results_dir):
+    res = summary.collect_results("quick", results_dir)
+    html = summary.show(summary.format_accuracy_pairs(summary.table1(res)), "table1", res).to_html()
+    assert "95% (6%)" in html and "2 tasks with results" in html
+    cmp_html = summary.show(summary.compare_with_paper(res), "comparison", res).to_html()
+    assert "Figure 7 (section 3)" in cmp_html and "-0.36" in cmp_html
+    with pytest.raises(ValueError, match="valid tables are table1"):
+        summary.show(summary.table1(res), "table9", res)
+    fig = summary.plot_figure6(res)
+    assert [ax.get_title() for ax in fig.axes] == ["CelebA", "MNIST"]
+    heights = sorted(round(p.get_height(), 3) for p in fig.axes[0].patches)
+    assert heights == [0.0, 0.5, 2.0, 3.2]  # Smiling: no linear SVM, CNN 0.5, RBF 2.0, Bayes 3.2
+    assert isinstance(summary.plot_figure9(res), Figure)
+    assert isinstance(summary.plot_comparison(summary.compare_with_paper(res)), Figure)
+    assert isinstance(summary.plot_symmetric_vs_asymmetric(res), Figure)
+
+
+def test_figure8_from_the_sweeps(results_dir):
+    res = summary.collect_results("quick", results_dir)
+    table = summary.figure8_table(res)
+    assert table["sweep"].tolist() == ["trades", "trades", "width", "width"]
+    assert table["value"].tolist() == [0.0, 10.0, 8.0, 32.0]
+    assert table["mean_l2"].tolist() == [0.5, 2.5, 0.4, 0.6]
+    assert table["test_accuracy"].tolist() == [0.95, 0.85, 0.9, 0.95]
+    assert set(table["task"]) == {"CelebA / Smiling"}
+    fig = summary.plot_figure8(res)
+    width_axes = fig.axes[1]
+    assert width_axes.lines[0].get_ydata().tolist() == [0.4, 0.6]
+    assert list(width_axes.lines[1].get_ydata()) == [3.2, 3.2]  # the Bayes-optimal reference
+    empty = summary.collect_results("quick", results_dir / "none")
+    assert summary.figure8_table(empty).empty and isinstance(summary.plot_figure8(empty), Figure)
+
+
+def test_adversarial_accuracy_conventions():
+    assert summary.adversarial_accuracy(0.9, 0.05, "strict") == 0.05
+    assert summary.adversarial_accuracy(0.9, 0.05, "paper") == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="valid conventions are paper, strict"):
+        summary.adversarial_accuracy(0.9, 0.05, "other")
+
+
+def test_paper_values_are_consistent():
+    assert set(pv.TABLE1) == set(TASKS)
+    assert all(set(models) == set(pv.MODELS) for models in pv.TABLE1.values())
+    assert set(pv.TABLE2) == set(pv.TABLE3) and all(t in TASKS for t in pv.TABLE2)
+    drops = [row["real_train"] - row["symmetric_train"] for row in pv.TABLE3.values()]
+    assert sum(drops) / len(drops) == pytest.approx(pv.TABLE3_AVERAGE_DROP, abs=0.005)
+    # the bracket convention the summary assumes: clean + adversarial = 100% for the CNN and linear SVM
+    for table in (pv.TABLE1, pv.TABLE2):
+        for models in table.values():
+            for model in ("cnn", "linear_svm"):
+                assert sum(models[model]) == pytest.approx(1.0, abs=0.001)
+    numbers = pv.paper_numbers()
+    assert len(numbers) == 15 * 4 * 2 + 5 * 3 * 2 + 5 * 2 + 1 + 3 * 2 + 4 + 1
+    assert {n.quantity for n in numbers} == set(pv.QUANTITIES)
+    assert all(n.source for n in numbers)
+
+
+def test_manifest_records_machine_commit_and_time(tmp_path):
+    command = ["python", "-m", "nbhelpers", "sweep", "--profile", "paper"]
+    path = summary.write_manifest(tmp_path, command, 1000.0, 1090.5)
+    manifest = json.loads(path.read_text())
+    assert path == tmp_path / "manifest.json" and manifest == summary.read_manifest(tmp_path)
+    assert manifest["command"] == "python -m nbhelpers sweep --profile paper"
+    assert manifest["wall_seconds"] == 90.5
+    assert manifest["started"] == "1970-01-01T00:16:40+00:00"
+    assert manifest["hardware"]["cpu_count"] == os.cpu_count()
+    assert isinstance(manifest["hardware"]["gpus"], list) and manifest["hardware"]["torch"]
+    if shutil.which("git") and (ROOT / ".git").exists():
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        assert manifest["git_commit"] == head.stdout.strip()
+    text = summary.describe_results(summary.collect_results("quick", tmp_path), tmp_path).data
+    assert "1 min 30 s" in text and "python -m nbhelpers sweep --profile paper" in text
+    with pytest.raises(ValueError, match="before started"):
+        summary.write_manifest(tmp_path, "x", 10.0, 5.0)
+    with pytest.raises(ValueError, match="seconds since the epoch"):
+        summary.write_manifest(tmp_path, "x", "yesterday", 5.0)
+
+
+def test_record_runs_the_command_and_keeps_its_exit_status(tmp_path):
+    status = summary.main(["--results-dir", str(tmp_path), "--", sys.executable, "-c", "raise SystemExit(3)"])
+    assert status == 3
+    manifest = summary.read_manifest(tmp_path)
+    assert manifest["exit_status"] == 3 and "SystemExit(3)" in manifest["command"]
+    assert manifest["wall_seconds"] >= 0
+    assert summary.read_manifest(tmp_path / "none") is None
+
+
+def test_describe_results_flags_results_of_other_code(results_dir):
+    save_result(CH3, "celeba", "Male", "quick", 0, {"subspace_distance_mean": 6.0}, results_dir=results_dir,
+                code_version="0.0.1+old")
+    res = summary.collect_results("quick", results_dir)
+    text = summary.describe_results(res).data
+    assert "6 result files" in text and "1 differ from the current" in text
+    assert isinstance(summary.describe_results(res, results_dir / "no-manifest").data, str)
+    assert pd.notna(res.value("03", "celeba", "Male", "subspace_distance_mean"))
