@@ -25,8 +25,8 @@ from nbhelpers.mfa import MFA
 
 def random_pair(K: int, d: int, l: int, sigma: float, device: torch.device, seed: int) -> BayesClassifier:  # noqa: E741
     """Two image-like MFAs sharing a base image: component means 0.02 * N(0, 1) per pixel around it
-    (so subspaces are ~3 apart in L2, as in the paper's symmetric CelebA pairs), loadings of norm ~1
-    per latent factor, isotropic noise ``sigma``."""
+    (means ~3 apart in L2; attacks then need L2 ~2.5, as on the paper's symmetric CelebA pairs),
+    loadings of norm ~1 per latent factor, isotropic noise ``sigma``."""
     g = torch.Generator().manual_seed(seed)
     base = 0.3 + 0.4 * torch.rand(d, generator=g, dtype=torch.float64)
     mfas = []
