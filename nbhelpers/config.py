@@ -116,12 +116,12 @@ PROFILES: dict[str, Profile] = {
             n_attack=16, cw_steps=100, cw_binary_search_steps=3, cw_stepsize=0.01, min_norm_steps=100
         ),
         models=ModelSizes(
-            cnn_width=16,
+            cnn_width=8,
             cnn_depth=4,
-            cnn_epochs=3,
+            cnn_epochs=6,
             svm_max_train=1000,
-            train_sizes=(250, 1000),
-            cnn_widths=(8, 32),
+            train_sizes=(1000, 4000),
+            cnn_widths=(4, 16),
             cnn_depths=(2, 6),
             trades_betas=(0.0, 2.0, 10.0),
             trades_steps=3,

@@ -186,3 +186,21 @@ def test_bad_parameters_raise():
     with pytest.raises(TypeError, match="BayesClassifier"):
         L2ComponentGradientAttack()(torch.nn.Linear(16, 2), x.float(), y)
     assert ATTACKS == ("gradient", "cw", "fmn", "ddn")
+
+
+def test_failed_cw_is_not_counted_as_a_black_image_success():
+    """foolbox's CW returns zeros where it fails; a model calling black 'class 1' must not make that a hit."""
+
+    class Brightness(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            score = x.flatten(1).mean(1, keepdim=True) - 0.3  # bright -> class 0, black -> class 1
+            return torch.cat([score, -score], dim=1) * 10
+
+    x = torch.full((3, 16), 0.9)
+    y = torch.zeros(3, dtype=torch.long)
+    model = Brightness()
+    assert model(torch.zeros_like(x)).argmax(1).tolist() == [1, 1, 1]
+    # one step with a tiny constant cannot cross the boundary 0.6 away in every pixel
+    result = run_foolbox_attack(model, x, y, "cw", steps=1, binary_search_steps=1, initial_const=1e-6)
+    assert not result.success.any()
+    assert torch.isinf(result.l2).all()

@@ -138,6 +138,10 @@ def run_foolbox_attack(
         x_adv = x_adv.detach()
         with torch.no_grad():
             success = model(x_adv).argmax(dim=1) != yb
+        # foolbox's CW returns an all-zero image where it found nothing; a model that labels that
+        # black image as the other class would turn the failure into a huge "success"
+        placeholder = (x_adv == 0).flatten(1).all(1) & (xb != 0).flatten(1).any(1)
+        success &= ~placeholder
         # failed attacks return arbitrary points (CW: zeros): report the clean input instead
         x_adv = torch.where(success.reshape(-1, *[1] * (xb.dim() - 1)), x_adv, xb)
         l2 = torch.where(success, (x_adv - xb).reshape(len(xb), -1).double().norm(dim=1), torch.inf)
