@@ -17,5 +17,3 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
-# Matplotlib must not look for a display.
-export MPLBACKEND=Agg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,11 +21,14 @@ def _jupyter_book() -> str:
 
 
 def _build(book_root: Path, timeout: int) -> subprocess.CompletedProcess:
+    # a non-inline MPLBACKEND (e.g. Agg, set for the unit tests) would reach the kernels and hide figures
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     return subprocess.run(
         [_jupyter_book(), "build", str(book_root), "--all"],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
