@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     flops = 6 * args.n * args.K * args.d * args.l
     gflops = flops / t_iter / 1e9
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    print(f"device        {device} ({name}), dtype {args.dtype}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}")
+    print(
+        f"device        {device} ({name}), dtype {args.dtype}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}"
+    )
     print(f"size          N={args.n} d={args.d} K={args.K} l={args.l}, batch {args.batch_size}")
     print(f"init          {t_init_pass - t_pass:.2f} s ({args.init})")
     print(f"loglik pass   {t_pass:.2f} s")
@@ -86,8 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"throughput    {gflops:.1f} GFLOP/s  (6 N K d l = {flops / 1e9:.1f} GFLOP per iteration)")
     if args.peak_tflops:
         print(f"of peak       {100 * gflops / (1e3 * args.peak_tflops):.1f} % of {args.peak_tflops} TFLOP/s")
-    print(f"loglik/sample {model.history_[0]:.1f} -> {model.history_[-1]:.1f} "
-          f"(planted model: {true_loglik:.1f})")
+    print(
+        f"loglik/sample {model.history_[0]:.1f} -> {model.history_[-1]:.1f} "
+        f"(planted model: {true_loglik:.1f})"
+    )
 
 
 if __name__ == "__main__":

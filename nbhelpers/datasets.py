@@ -285,8 +285,19 @@ def save_task_models(models: TaskModels, folder: str | os.PathLike) -> Path:
     np.savez(folder / "geometry.npz", data_mean=models.data_mean, outlier_direction=models.outlier_direction)
     meta = {
         key: getattr(models, key)
-        for key in ("dataset", "attribute", "profile", "seed", "image_shape", "class_names",
-                    "outlier_step", "outlier_weight", "n_train_images", "history", "source")
+        for key in (
+            "dataset",
+            "attribute",
+            "profile",
+            "seed",
+            "image_shape",
+            "class_names",
+            "outlier_step",
+            "outlier_weight",
+            "n_train_images",
+            "history",
+            "source",
+        )
     }
     meta["code_version"] = code_version()
     write_json_atomic(folder / "meta.json", meta)  # written last: its presence marks a complete folder

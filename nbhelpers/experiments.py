@@ -683,6 +683,7 @@ def run_sweeps(
     widths: Sequence[int] | None = None,
     depths: Sequence[int] | None = None,
     betas: Sequence[float] | None = None,
+    skip: bool = False,
     progress: bool = True,
 ) -> dict[str, list[SweepPoint]]:
     """Figure 8: CNNs trained with one setting changed, each evaluated like ``evaluate_models``.
@@ -695,8 +696,11 @@ def run_sweeps(
     Values default to the profile's ``train_sizes``, ``cnn_widths``, ``cnn_depths`` and
     ``trades_betas``. A point equal to the base setting (profile width and depth, beta = 0) reuses
     ``base_cnn`` when given (the same training, so the same weights) and is attacked once.
-    The train-size sweep needs ``data.pair``; with ``train_sizes=()`` it is skipped.
+    The train-size sweep needs ``data.pair``; with ``train_sizes=()`` it is skipped. ``skip=True`` trains
+    nothing and returns every sweep empty (chapter 4's ``figure8=False``).
     """
+    if skip:
+        return {name: [] for name in SWEEP_NAMES}
     sizes = get_profile(profile).models
     attacks = check_attacks(attacks)
     plan: dict[str, list[float]] = {
@@ -870,6 +874,7 @@ def attack_table(evaluation: Evaluation) -> pd.DataFrame:
 def sweep_table(sweeps: Mapping[str, Sequence[SweepPoint]]) -> pd.DataFrame:
     """Every sweep point: sweep, value, test accuracy %, attacked/evaluated counts, mean L2, adv. acc. %."""
     rows = []
+    columns = ["sweep", "value", "test acc. %", "evaluated / attacked", "mean L2", "adv. acc. %", "train s"]
     for name, points in sweeps.items():
         for point in points:
             rep = point.report
@@ -884,7 +889,7 @@ def sweep_table(sweeps: Mapping[str, Sequence[SweepPoint]]) -> pd.DataFrame:
                     "train s": round(point.seconds, 1),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def symmetric_vs_real(
@@ -1167,7 +1172,13 @@ def plot_figure8(sweeps: Mapping[str, Sequence[SweepPoint]], evaluation: Evaluat
     """Figure 8: mean attack L2 against training examples, CNN width and depth (Bayes-optimal dashed),
     and TRADES' accuracy against mean L2 with the Bayes-optimal classifier and the RBF SVM as references.
 
-    ``evaluation`` supplies the references ("bayes", "rbf_svm" where present)."""
+    ``evaluation`` supplies the references ("bayes", "rbf_svm" where present); with no sweep points (the
+    chapter's ``figure8=False``) the figure says so."""
+    if not any(sweeps.values()):
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        ax.text(0.5, 0.5, "Figure 8: sweeps skipped in this run (figure8=False)", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
     bayes = evaluation.reports.get("bayes")
     for ax, name in zip(axes[:3], ("train_size", "width", "depth"), strict=True):

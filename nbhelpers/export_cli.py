@@ -96,8 +96,13 @@ def run(args: argparse.Namespace) -> int:
         quiet = args.no_progress or len(tasks) == 1
         for dataset, attribute in tqdm(tasks, desc="export", unit="task", disable=quiet):
             models = build_task_models(
-                dataset, attribute, args.profile, args.seed, args.device,
-                data_dir=args.data_dir, progress=not args.no_progress,
+                dataset,
+                attribute,
+                args.profile,
+                args.seed,
+                args.device,
+                data_dir=args.data_dir,
+                progress=not args.no_progress,
             )
             path = export_dataset(models, args.out, args.variant, args.n_train, args.n_test, seed=args.seed)
             print(path)

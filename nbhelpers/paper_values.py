@@ -34,36 +34,96 @@ PERCEPTIBLE_PIXEL_LEVELS = 5
 # Table 1 (appendix D.3): clean and adversarial accuracy on the symmetric datasets, (clean, adversarial).
 TABLE1_SOURCE = "Table 1 (appendix D.3)"
 TABLE1: dict[Task, dict[str, tuple[float, float]]] = {
-    ("celeba", "Bangs"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                          "rbf_svm": (0.96, 0.18)},
-    ("celeba", "Black_Hair"): {"bayes": (1.00, 0.00), "cnn": (0.98, 0.02), "linear_svm": (1.00, 0.00),
-                               "rbf_svm": (0.96, 0.26)},
-    ("celeba", "Brown_Hair"): {"bayes": (1.00, 0.00), "cnn": (0.99, 0.01), "linear_svm": (1.00, 0.00),
-                               "rbf_svm": (0.86, 0.16)},
-    ("celeba", "Heavy_Makeup"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                                 "rbf_svm": (0.96, 0.14)},
-    ("celeba", "High_Cheekbones"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                                    "rbf_svm": (0.96, 0.10)},
-    ("celeba", "Male"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                         "rbf_svm": (1.00, 0.08)},
-    ("celeba", "Mouth_Slightly_Open"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00),
-                                        "linear_svm": (1.00, 0.00), "rbf_svm": (0.94, 0.08)},
-    ("celeba", "No_Beard"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                             "rbf_svm": (0.94, 0.10)},
-    ("celeba", "Smiling"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                            "rbf_svm": (0.96, 0.10)},
-    ("celeba", "Wearing_Earrings"): {"bayes": (1.00, 0.00), "cnn": (0.99, 0.01), "linear_svm": (1.00, 0.00),
-                                     "rbf_svm": (0.94, 0.16)},
-    ("celeba", "Wearing_Lipstick"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                                     "rbf_svm": (0.92, 0.18)},
-    ("celeba", "Eyeglasses"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                               "rbf_svm": (1.00, 0.22)},
-    ("mnist", "0_vs_6"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                          "rbf_svm": (1.00, 0.04)},
-    ("mnist", "2_vs_7"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                          "rbf_svm": (1.00, 0.07)},
-    ("mnist", "4_vs_5"): {"bayes": (1.00, 0.00), "cnn": (1.00, 0.00), "linear_svm": (1.00, 0.00),
-                          "rbf_svm": (1.00, 0.08)},
+    ("celeba", "Bangs"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.96, 0.18),
+    },
+    ("celeba", "Black_Hair"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (0.98, 0.02),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.96, 0.26),
+    },
+    ("celeba", "Brown_Hair"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (0.99, 0.01),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.86, 0.16),
+    },
+    ("celeba", "Heavy_Makeup"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.96, 0.14),
+    },
+    ("celeba", "High_Cheekbones"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.96, 0.10),
+    },
+    ("celeba", "Male"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (1.00, 0.08),
+    },
+    ("celeba", "Mouth_Slightly_Open"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.94, 0.08),
+    },
+    ("celeba", "No_Beard"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.94, 0.10),
+    },
+    ("celeba", "Smiling"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.96, 0.10),
+    },
+    ("celeba", "Wearing_Earrings"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (0.99, 0.01),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.94, 0.16),
+    },
+    ("celeba", "Wearing_Lipstick"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (0.92, 0.18),
+    },
+    ("celeba", "Eyeglasses"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (1.00, 0.22),
+    },
+    ("mnist", "0_vs_6"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (1.00, 0.04),
+    },
+    ("mnist", "2_vs_7"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (1.00, 0.07),
+    },
+    ("mnist", "4_vs_5"): {
+        "bayes": (1.00, 0.00),
+        "cnn": (1.00, 0.00),
+        "linear_svm": (1.00, 0.00),
+        "rbf_svm": (1.00, 0.08),
+    },
 }
 
 # Table 2 (appendix D.4.1): models trained and tested on real CelebA images, (clean, adversarial).
@@ -72,10 +132,16 @@ TABLE2: dict[Task, dict[str, tuple[float, float]]] = {
     ("celeba", "Male"): {"cnn": (0.947, 0.053), "linear_svm": (0.897, 0.103), "rbf_svm": (0.897, 0.113)},
     ("celeba", "Smiling"): {"cnn": (0.880, 0.120), "linear_svm": (0.883, 0.117), "rbf_svm": (0.843, 0.163)},
     ("celeba", "Bangs"): {"cnn": (0.940, 0.060), "linear_svm": (0.870, 0.130), "rbf_svm": (0.937, 0.247)},
-    ("celeba", "Heavy_Makeup"): {"cnn": (0.860, 0.140), "linear_svm": (0.837, 0.163),
-                                 "rbf_svm": (0.857, 0.207)},
-    ("celeba", "Eyeglasses"): {"cnn": (1.000, 0.000), "linear_svm": (0.937, 0.0633),
-                               "rbf_svm": (0.963, 0.323)},
+    ("celeba", "Heavy_Makeup"): {
+        "cnn": (0.860, 0.140),
+        "linear_svm": (0.837, 0.163),
+        "rbf_svm": (0.857, 0.207),
+    },
+    ("celeba", "Eyeglasses"): {
+        "cnn": (1.000, 0.000),
+        "linear_svm": (0.937, 0.0633),
+        "rbf_svm": (0.963, 0.323),
+    },
 }
 
 # Table 3 (appendix D.4.2): real-test accuracy of CNNs trained on real vs on symmetric-dataset samples.
@@ -159,8 +225,9 @@ def paper_numbers() -> list[PaperNumber]:
         for model, (clean, adversarial) in models.items():
             out.append(PaperNumber("real_clean_accuracy", dataset, attribute, model, clean, TABLE2_SOURCE))
             out.append(
-                PaperNumber("real_adversarial_accuracy", dataset, attribute, model, adversarial,
-                            TABLE2_SOURCE)
+                PaperNumber(
+                    "real_adversarial_accuracy", dataset, attribute, model, adversarial, TABLE2_SOURCE
+                )
             )
     for (dataset, attribute), row in TABLE3.items():
         for training, accuracy in row.items():
@@ -175,7 +242,8 @@ def paper_numbers() -> list[PaperNumber]:
     for model, l2 in FIGURE7_MEAN_L2.items():
         out.append(PaperNumber("mean_l2", *FIGURE7_TASK, model, l2, FIGURE7_SOURCE))
     out.append(
-        PaperNumber("subspace_distance_mean", *FIGURE11_TASK, "", FIGURE11_SUBSPACE_DISTANCE_MEAN,
-                    FIGURE11_SOURCE)
+        PaperNumber(
+            "subspace_distance_mean", *FIGURE11_TASK, "", FIGURE11_SUBSPACE_DISTANCE_MEAN, FIGURE11_SOURCE
+        )
     )
     return out

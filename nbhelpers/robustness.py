@@ -145,8 +145,10 @@ def _check_attacks(attacks: Sequence[str] | str) -> tuple[str, ...]:
 def _check_step(gradient_step: float | None) -> float:
     if gradient_step is None:
         return DEFAULT_GRADIENT_STEP
-    if isinstance(gradient_step, bool) or not isinstance(gradient_step, (int, float)) or not (
-        math.isfinite(gradient_step) and gradient_step > 0
+    if (
+        isinstance(gradient_step, bool)
+        or not isinstance(gradient_step, (int, float))
+        or not (math.isfinite(gradient_step) and gradient_step > 0)
     ):
         raise ValueError(
             "gradient_step must be a positive number (the L2 length of each gradient-attack step, "
@@ -319,17 +321,29 @@ def paper_table(symmetric: BayesEvaluation, asymmetric: BayesEvaluation) -> pd.D
     table1 = pv.TABLE1.get(task, {}).get("bayes")
     paper_ratio = figure["symmetric"] / figure["asymmetric"] if figure else math.nan
     rows = [
-        ("clean accuracy, symmetric", s.clean_accuracy, table1[0] if table1 else math.nan,
-         pv.TABLE1_SOURCE if table1 else ""),
+        (
+            "clean accuracy, symmetric",
+            s.clean_accuracy,
+            table1[0] if table1 else math.nan,
+            pv.TABLE1_SOURCE if table1 else "",
+        ),
         ("clean accuracy, asymmetric", a.clean_accuracy, math.nan, ""),
         ("mean L2, asymmetric", a.mean_l2, figure.get("asymmetric", math.nan), figure_source),
         ("mean L2, symmetric", s.mean_l2, figure.get("symmetric", math.nan), figure_source),
-        ("ratio symmetric / asymmetric", s.mean_l2 / a.mean_l2, paper_ratio,
-         f"{figure_source} (ratio of its labels)" if figure else ""),
+        (
+            "ratio symmetric / asymmetric",
+            s.mean_l2 / a.mean_l2,
+            paper_ratio,
+            f"{figure_source} (ratio of its labels)" if figure else "",
+        ),
         ("pixels changed > 5/255, asymmetric", a.frac_pixels_above_5, math.nan, ""),
         ("pixels changed > 5/255, symmetric", s.frac_pixels_above_5, math.nan, ""),
-        ("mean distance to the other class's subspaces", distance, paper_distance,
-         pv.FIGURE11_SOURCE if task == pv.FIGURE11_TASK else ""),
+        (
+            "mean distance to the other class's subspaces",
+            distance,
+            paper_distance,
+            pv.FIGURE11_SOURCE if task == pv.FIGURE11_TASK else "",
+        ),
         ("half of it (Lemma 3, sigma -> 0)", distance / 2, math.nan, ""),
         ("mean certified radius, symmetric", radius, math.nan, ""),
     ]
@@ -344,26 +358,28 @@ def noise_table(models: TaskModels) -> pd.DataFrame:
     rows = []
     for label, mfa in enumerate(models.fitted):
         sigma = torch.exp(0.5 * mfa.log_D).double().cpu().numpy().ravel()
-        rows.append({
-            "class": models.class_names[label],
-            "components K": mfa.K,
-            "latent dim l": mfa.l,
-            "learned sigma: min": sigma.min(),
-            "median": float(np.median(sigma)),
-            "max": sigma.max(),
-            "share at the floor sigma = 0.01": float((sigma <= SYMMETRIC_SIGMA * 1.001).mean()),
-            "symmetric sigma": SYMMETRIC_SIGMA,
-            "outlier sigma": OUTLIER_SIGMA,
-            "outlier / median learned": OUTLIER_SIGMA / float(np.median(sigma)),
-        })
+        rows.append(
+            {
+                "class": models.class_names[label],
+                "components K": mfa.K,
+                "latent dim l": mfa.l,
+                "learned sigma: min": sigma.min(),
+                "median": float(np.median(sigma)),
+                "max": sigma.max(),
+                "share at the floor sigma = 0.01": float((sigma <= SYMMETRIC_SIGMA * 1.001).mean()),
+                "symmetric sigma": SYMMETRIC_SIGMA,
+                "outlier sigma": OUTLIER_SIGMA,
+                "outlier / median learned": OUTLIER_SIGMA / float(np.median(sigma)),
+            }
+        )
     return pd.DataFrame(rows).set_index("class")
 
 
 def _learned_sigma(asymmetric: BayesEvaluation) -> np.ndarray:
     """Noise sigmas of the asymmetric pair's fitted components (every component but the outlier), flat."""
-    return np.concatenate([
-        torch.exp(0.5 * mfa.log_D[:-1]).double().cpu().numpy().ravel() for mfa in asymmetric.classifier.mfas
-    ])
+    return np.concatenate(
+        [torch.exp(0.5 * mfa.log_D[:-1]).double().cpu().numpy().ravel() for mfa in asymmetric.classifier.mfas]
+    )
 
 
 def findings(symmetric: BayesEvaluation, asymmetric: BayesEvaluation) -> Markdown:
@@ -427,15 +443,17 @@ def attack_table(evaluations: Sequence[BayesEvaluation]) -> pd.DataFrame:
         winners = np.array(ev.result.attack)
         for name, l2 in per.items():
             ok = correct & np.isfinite(l2) & (best > 0)
-            rows.append({
-                "variant": ev.variant,
-                "attack": name,
-                "success rate": float(np.isfinite(l2)[correct].mean()) if correct.any() else math.nan,
-                "mean L2 (all attacks broke)": float(l2[common].mean()) if common.any() else math.nan,
-                "mean L2 / best": float((l2[ok] / best[ok]).mean()) if ok.any() else math.nan,
-                "best on": int((winners[ev.evaluated] == name).sum()),
-                "of": int(ev.evaluated.sum()),
-            })
+            rows.append(
+                {
+                    "variant": ev.variant,
+                    "attack": name,
+                    "success rate": float(np.isfinite(l2)[correct].mean()) if correct.any() else math.nan,
+                    "mean L2 (all attacks broke)": float(l2[common].mean()) if common.any() else math.nan,
+                    "mean L2 / best": float((l2[ok] / best[ok]).mean()) if ok.any() else math.nan,
+                    "best on": int((winners[ev.evaluated] == name).sum()),
+                    "of": int(ev.evaluated.sum()),
+                }
+            )
     return pd.DataFrame(rows).set_index(["variant", "attack"])
 
 
@@ -482,17 +500,19 @@ def step_halving_check(
 
 def step_halving_table(checks: Sequence[StepHalving]) -> pd.DataFrame:
     """One row per check: the step, both mean L2s and the relative change."""
-    return pd.DataFrame([
-        {
-            "variant": c.variant,
-            "step": c.step,
-            "mean L2": c.mean_l2,
-            "mean L2, half step": c.mean_l2_half,
-            "relative change": c.relative_change,
-            "samples": c.n,
-        }
-        for c in checks
-    ]).set_index("variant")
+    return pd.DataFrame(
+        [
+            {
+                "variant": c.variant,
+                "step": c.step,
+                "mean L2": c.mean_l2,
+                "mean L2, half step": c.mean_l2_half,
+                "relative change": c.relative_change,
+                "samples": c.n,
+            }
+            for c in checks
+        ]
+    ).set_index("variant")
 
 
 def _require_bounds(evaluation: BayesEvaluation) -> tuple[np.ndarray, SubspaceDistances]:
@@ -519,8 +539,12 @@ def plot_figure11(evaluation: BayesEvaluation) -> Figure:
     fig = plot_distance_histogram(distances, attack_l2=evaluation.l2, certified=certified)
     if (evaluation.dataset, evaluation.attribute) == pv.FIGURE11_TASK:
         ax = fig.axes[0]
-        ax.axvline(pv.FIGURE11_SUBSPACE_DISTANCE_MEAN, color="tab:orange", ls=":",
-                   label=f"paper mean {pv.FIGURE11_SUBSPACE_DISTANCE_MEAN}")
+        ax.axvline(
+            pv.FIGURE11_SUBSPACE_DISTANCE_MEAN,
+            color="tab:orange",
+            ls=":",
+            label=f"paper mean {pv.FIGURE11_SUBSPACE_DISTANCE_MEAN}",
+        )
         ax.legend()
     fig.suptitle(f"Symmetric {evaluation.dataset}/{evaluation.attribute} (Figure 11)")
     fig.tight_layout()
@@ -542,12 +566,21 @@ def plot_sandwich(evaluation: BayesEvaluation) -> Figure:
     ax.vlines(rank, lower[order], upper[order], color="0.6", lw=2, label="true distance lies here")
     ax.scatter(rank, upper[order], s=14, color="tab:red", label="best attack (upper bound)", zorder=3)
     ax.scatter(rank, lower[order], s=14, color="tab:green", label="certified radius (lower bound)", zorder=3)
-    ax.scatter(rank, half[order], s=14, marker="x", color="tab:blue",
-               label="half distance to other-class subspace", zorder=3)
+    ax.scatter(
+        rank,
+        half[order],
+        s=14,
+        marker="x",
+        color="tab:blue",
+        label="half distance to other-class subspace",
+        zorder=3,
+    )
     ax.set_xlabel("evaluated samples, sorted by the best attack's L2")
     ax.set_ylabel(r"$\ell_2$")
-    ax.set_title(f"Symmetric {evaluation.dataset}/{evaluation.attribute}: certified radius / best attack = "
-                 f"{(lower / upper).mean():.2f} on average")
+    ax.set_title(
+        f"Symmetric {evaluation.dataset}/{evaluation.attribute}: certified radius / best attack = "
+        f"{(lower / upper).mean():.2f} on average"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

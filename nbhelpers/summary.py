@@ -144,8 +144,16 @@ def collect_results(
             continue
         chapter = _chapter_key(str(payload.get("chapter", "")))
         dataset, attribute = str(payload.get("dataset", "")), str(payload.get("attribute", ""))
-        files.append([chapter, dataset, attribute, payload.get("seed"), payload.get("code_version"),
-                      payload.get("created")])
+        files.append(
+            [
+                chapter,
+                dataset,
+                attribute,
+                payload.get("seed"),
+                payload.get("code_version"),
+                payload.get("created"),
+            ]
+        )
         flat: dict[str, float] = {}
         _flatten(payload.get("metrics", {}), "", flat)
         rows += [[chapter, dataset, attribute, metric, value] for metric, value in flat.items()]
@@ -161,7 +169,7 @@ def collect_results(
 
 
 def _chapter_key(name: str) -> str:
-    """"03_bayes_robustness" -> "03"; other names stay as they are."""
+    """ "03_bayes_robustness" -> "03"; other names stay as they are."""
     return name[:2] if name[:2].isdigit() else name
 
 
@@ -195,7 +203,7 @@ def _task_order(tasks: set[Task], order: Sequence[Task] = TASKS) -> list[Task]:
 
 
 def task_label(dataset: str, attribute: str) -> str:
-    """"CelebA / Mouth Slightly Open", "MNIST / 0 vs 6": the paper's row names."""
+    """ "CelebA / Mouth Slightly Open", "MNIST / 0 vs 6": the paper's row names."""
     name = {"celeba": "CelebA", "mnist": "MNIST"}.get(dataset, dataset)
     return f"{name} / {attribute.replace('_', ' ')}"
 
@@ -252,8 +260,10 @@ def _accuracy_table(
     for task in tasks:
         row = []
         for model in models:
-            row += [_clean_accuracy(results, chapter, task, model),
-                    _adversarial(results, chapter, task, model, convention)]
+            row += [
+                _clean_accuracy(results, chapter, task, model),
+                _adversarial(results, chapter, task, model, convention),
+            ]
         rows.append(row)
     return pd.DataFrame(rows, index=_labels(tasks), columns=columns, dtype=float)
 
@@ -335,14 +345,16 @@ def figure8_table(results: SummaryResults) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     found, v = found[keep], v[keep]
     tasks = list(zip(v["dataset"], v["attribute"], strict=True))
-    long = pd.DataFrame({
-        "task": [task_label(*task) for task in tasks],
-        "rank": [_TASK_RANK.get(task, len(_TASK_RANK)) for task in tasks],
-        "sweep": found[0].fillna(found[1]).to_numpy(),
-        "index": found[2].astype(int).to_numpy(),
-        "field": found[3].replace({"beta": "value", "report.mean_l2": "mean_l2"}).to_numpy(),
-        "number": v["value"].to_numpy(float),
-    })
+    long = pd.DataFrame(
+        {
+            "task": [task_label(*task) for task in tasks],
+            "rank": [_TASK_RANK.get(task, len(_TASK_RANK)) for task in tasks],
+            "sweep": found[0].fillna(found[1]).to_numpy(),
+            "index": found[2].astype(int).to_numpy(),
+            "field": found[3].replace({"beta": "value", "report.mean_l2": "mean_l2"}).to_numpy(),
+            "number": v["value"].to_numpy(float),
+        }
+    )
     keys = ["rank", "task", "sweep", "index"]
     wide = long.pivot(index=keys, columns="field", values="number").reset_index().sort_values(keys)
     return wide.reindex(columns=columns).reset_index(drop=True)
@@ -359,21 +371,28 @@ def symmetric_vs_asymmetric(results: SummaryResults) -> pd.DataFrame:
     rows = []
     for task in tasks:
         paper = pv.FIGURE4_12_MEAN_L2.get(task, {})
-        rows.append([
-            results.value(BAYES_CHAPTER, *task, "bayes_asymmetric.mean_l2"),
-            paper.get("asymmetric", math.nan),
-            results.value(BAYES_CHAPTER, *task, "bayes_symmetric.mean_l2"),
-            paper.get("symmetric", math.nan),
-            results.value(BAYES_CHAPTER, *task, "subspace_distance_mean"),
-            pv.FIGURE11_SUBSPACE_DISTANCE_MEAN if task == pv.FIGURE11_TASK else math.nan,
-            results.value(BAYES_CHAPTER, *task, "certified_radius_mean"),
-        ])
-    columns = pd.MultiIndex.from_tuples([
-        ("mean L2, asymmetric", "ours"), ("mean L2, asymmetric", "paper"),
-        ("mean L2, symmetric", "ours"), ("mean L2, symmetric", "paper"),
-        ("distance to other class", "ours"), ("distance to other class", "paper"),
-        ("certified radius", "ours"),
-    ])
+        rows.append(
+            [
+                results.value(BAYES_CHAPTER, *task, "bayes_asymmetric.mean_l2"),
+                paper.get("asymmetric", math.nan),
+                results.value(BAYES_CHAPTER, *task, "bayes_symmetric.mean_l2"),
+                paper.get("symmetric", math.nan),
+                results.value(BAYES_CHAPTER, *task, "subspace_distance_mean"),
+                pv.FIGURE11_SUBSPACE_DISTANCE_MEAN if task == pv.FIGURE11_TASK else math.nan,
+                results.value(BAYES_CHAPTER, *task, "certified_radius_mean"),
+            ]
+        )
+    columns = pd.MultiIndex.from_tuples(
+        [
+            ("mean L2, asymmetric", "ours"),
+            ("mean L2, asymmetric", "paper"),
+            ("mean L2, symmetric", "ours"),
+            ("mean L2, symmetric", "paper"),
+            ("distance to other class", "ours"),
+            ("distance to other class", "paper"),
+            ("certified radius", "ours"),
+        ]
+    )
     return pd.DataFrame(rows, index=_labels(tasks), columns=columns, dtype=float)
 
 
@@ -434,16 +453,18 @@ def compare_with_paper(
     rows = []
     for number in pv.paper_numbers():
         ours, label = _our_number(results, number, convention)
-        rows.append({
-            "quantity": number.quantity,
-            "what": pv.QUANTITIES[number.quantity],
-            "task": label,
-            "model": _COMPARISON_MODEL_LABELS.get(number.model, number.model),
-            "paper": number.value,
-            "ours": ours,
-            "difference": ours - number.value,
-            "source": number.source,
-        })
+        rows.append(
+            {
+                "quantity": number.quantity,
+                "what": pv.QUANTITIES[number.quantity],
+                "task": label,
+                "model": _COMPARISON_MODEL_LABELS.get(number.model, number.model),
+                "paper": number.value,
+                "ours": ours,
+                "difference": ours - number.value,
+                "source": number.source,
+            }
+        )
     table = pd.DataFrame(rows)
     if only_ours:
         table = table[table["ours"].notna()].reset_index(drop=True)
@@ -512,7 +533,7 @@ def show(table: pd.DataFrame, name: str, results: SummaryResults, decimals: int 
 
 
 def _chapters(chapters: Sequence[str]) -> str:
-    """"chapter 03 writes" / "chapters 03 and 04 write"."""
+    """ "chapter 03 writes" / "chapters 03 and 04 write"."""
     if len(chapters) == 1:
         return f"chapter {chapters[0]} writes"
     return f"chapters {', '.join(chapters[:-1])} and {chapters[-1]} write"
@@ -548,18 +569,25 @@ def _grouped_bars(ax: plt.Axes, table: pd.DataFrame, models: Sequence[str]) -> n
     for j, model in enumerate(models):
         label = pv.MODEL_LABELS[model]
         heights = table[label].to_numpy(float) if label in table else np.full(len(table), np.nan)
-        ax.bar(x + (j - (len(models) - 1) / 2) * width, np.nan_to_num(heights), width,
-               color=MODEL_COLORS[model], label=label)
+        ax.bar(
+            x + (j - (len(models) - 1) / 2) * width,
+            np.nan_to_num(heights),
+            width,
+            color=MODEL_COLORS[model],
+            label=label,
+        )
     ax.set_xticks(x, [str(label).split(" / ")[-1] for label in table.index], rotation=45, ha="right")
     return x
 
 
 def _yardsticks(ax: plt.Axes) -> None:
     """The paper's perceptibility yardsticks for faces (section 2.1)."""
-    ax.axhline(pv.IMPERCEPTIBLE_L2, color="grey", ls=":", lw=1,
-               label=f"imperceptible below {pv.IMPERCEPTIBLE_L2}")
-    ax.axhline(pv.PERCEPTIBLE_L2, color="grey", ls="--", lw=1,
-               label=f"perceptible near {pv.PERCEPTIBLE_L2:g}")
+    ax.axhline(
+        pv.IMPERCEPTIBLE_L2, color="grey", ls=":", lw=1, label=f"imperceptible below {pv.IMPERCEPTIBLE_L2}"
+    )
+    ax.axhline(
+        pv.PERCEPTIBLE_L2, color="grey", ls="--", lw=1, label=f"perceptible near {pv.PERCEPTIBLE_L2:g}"
+    )
 
 
 def _empty_note(ax: plt.Axes, text: str) -> None:
@@ -587,9 +615,11 @@ def plot_figure6(results: SummaryResults) -> Figure:
     panels = [(d, labels) for d, labels in panels if labels]
     if not panels:
         fig, ax = plt.subplots(figsize=(7, 3.8))
-        reference = pd.DataFrame([[pv.FIGURE7_MEAN_L2[m] for m in pv.MODELS]],
-                                 columns=[pv.MODEL_LABELS[m] for m in pv.MODELS],
-                                 index=[task_label(*pv.FIGURE7_TASK)])
+        reference = pd.DataFrame(
+            [[pv.FIGURE7_MEAN_L2[m] for m in pv.MODELS]],
+            columns=[pv.MODEL_LABELS[m] for m in pv.MODELS],
+            index=[task_label(*pv.FIGURE7_TASK)],
+        )
         _grouped_bars(ax, reference, pv.MODELS)
         _yardsticks(ax)
         ax.set_title(f"No results of ours yet ({_scope(results)}):\nthe paper's {pv.FIGURE7_SOURCE} values")
@@ -598,8 +628,14 @@ def plot_figure6(results: SummaryResults) -> Figure:
         fig.tight_layout()
         return fig
     counts = [len(labels) for _, labels in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 + 0.9 * sum(counts), 4.2), sharey=True,
-                             gridspec_kw={"width_ratios": counts}, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(4 + 0.9 * sum(counts), 4.2),
+        sharey=True,
+        gridspec_kw={"width_ratios": counts},
+        squeeze=False,
+    )
     reference_label = task_label(*pv.FIGURE7_TASK)
     width = 0.8 / len(pv.MODELS)
     for ax, (dataset, labels) in zip(axes[0], panels, strict=True):
@@ -607,8 +643,14 @@ def plot_figure6(results: SummaryResults) -> Figure:
         if reference_label in labels:
             centre = x[labels.index(reference_label)]
             for j, model in enumerate(pv.MODELS):
-                ax.plot(centre + (j - (len(pv.MODELS) - 1) / 2) * width, pv.FIGURE7_MEAN_L2[model], "k_",
-                        ms=14, mew=2, label="paper (Figure 7)")
+                ax.plot(
+                    centre + (j - (len(pv.MODELS) - 1) / 2) * width,
+                    pv.FIGURE7_MEAN_L2[model],
+                    "k_",
+                    ms=14,
+                    mew=2,
+                    label="paper (Figure 7)",
+                )
         _yardsticks(ax)
         ax.set_title({"celeba": "CelebA", "mnist": "MNIST"}[dataset])
     axes[0, 0].set_ylabel("mean L2 of the attack")
@@ -629,8 +671,11 @@ def plot_figure8(results: SummaryResults) -> Figure:
     table = figure8_table(results)
     if table.empty:
         fig, ax = plt.subplots(figsize=(7, 1.8))
-        _empty_note(ax, f"Figure 8: no sweeps of chapter 04 yet ({_scope(results)}):\n"
-                    f"{sweep_command('figure8', results)}")
+        _empty_note(
+            ax,
+            f"Figure 8: no sweeps of chapter 04 yet ({_scope(results)}):\n"
+            f"{sweep_command('figure8', results)}",
+        )
         return fig
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     tasks = results.tasks(LEARNED_CHAPTER)
@@ -657,17 +702,30 @@ def plot_figure8(results: SummaryResults) -> Figure:
     if trades.empty:
         _empty_note(ax, "no TRADES runs yet")
     else:
-        ax.plot(trades["mean_l2"], trades["test_accuracy"], "o-", color=MODEL_COLORS["cnn"],
-                label="CNN + TRADES")
+        ax.plot(
+            trades["mean_l2"], trades["test_accuracy"], "o-", color=MODEL_COLORS["cnn"], label="CNN + TRADES"
+        )
         for beta, row in trades.iterrows():
-            ax.annotate(f"beta={beta:g}", (row["mean_l2"], row["test_accuracy"]), textcoords="offset points",
-                        xytext=(4, -10), fontsize=7)
+            ax.annotate(
+                f"beta={beta:g}",
+                (row["mean_l2"], row["test_accuracy"]),
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=7,
+            )
         for model, marker in (("bayes", "*"), ("linear_svm", "D"), ("rbf_svm", "s")):
             l2 = [_report_value(results, LEARNED_CHAPTER, t, model, "mean_l2") for t in tasks]
             accuracy = [_clean_accuracy(results, LEARNED_CHAPTER, t, model) for t in tasks]
             if _has_number(l2) and _has_number(accuracy):
-                ax.scatter(np.nanmean(l2), np.nanmean(accuracy), marker=marker, s=90,
-                           color=MODEL_COLORS[model], label=pv.MODEL_LABELS[model], zorder=3)
+                ax.scatter(
+                    np.nanmean(l2),
+                    np.nanmean(accuracy),
+                    marker=marker,
+                    s=90,
+                    color=MODEL_COLORS[model],
+                    label=pv.MODEL_LABELS[model],
+                    zorder=3,
+                )
         ax.set_xlabel("mean L2 of the attack (robustness)")
         ax.set_ylabel("test accuracy")
         ax.legend(fontsize=7)
@@ -682,8 +740,11 @@ def plot_figure9(results: SummaryResults) -> Figure:
     table = figure9_table(results)
     if table.empty:
         fig, ax = plt.subplots(figsize=(7, 1.8))
-        _empty_note(ax, f"Figure 9: no real-data results of chapter 05 yet ({_scope(results)}):\n"
-                    f"{sweep_command('figure9', results)}")
+        _empty_note(
+            ax,
+            f"Figure 9: no real-data results of chapter 05 yet ({_scope(results)}):\n"
+            f"{sweep_command('figure9', results)}",
+        )
         return fig
     fig, ax = plt.subplots(figsize=(4 + 0.9 * max(len(table), 2), 3.8))
     _grouped_bars(ax, table, pv.REAL_MODELS)
@@ -705,14 +766,33 @@ def plot_symmetric_vs_asymmetric(results: SummaryResults) -> Figure:
     width = 0.38
     for offset, variant, color in ((-0.5, "asymmetric", "tab:purple"), (0.5, "symmetric", "tab:green")):
         column = f"mean L2, {variant}"
-        ax.bar(x + offset * width, np.nan_to_num(table[(column, "ours")].to_numpy(float)), width,
-               color=color, alpha=0.8, label=f"ours, {variant}")
-        ax.plot(x + offset * width, table[(column, "paper")].to_numpy(float), "k_", ms=16, mew=2,
-                label="paper (Figures 4, 12)")
+        ax.bar(
+            x + offset * width,
+            np.nan_to_num(table[(column, "ours")].to_numpy(float)),
+            width,
+            color=color,
+            alpha=0.8,
+            label=f"ours, {variant}",
+        )
+        ax.plot(
+            x + offset * width,
+            table[(column, "paper")].to_numpy(float),
+            "k_",
+            ms=16,
+            mew=2,
+            label="paper (Figures 4, 12)",
+        )
     for source, marker, label in (("ours", "o", "ours"), ("paper", "s", "paper (Figure 11)")):
         half = table[("distance to other class", source)].to_numpy(float) / 2
-        ax.plot(x + 0.5 * width, half, marker, mfc="none", mec="black", ls="none",
-                label=f"half the distance to the other class, {label}")
+        ax.plot(
+            x + 0.5 * width,
+            half,
+            marker,
+            mfc="none",
+            mec="black",
+            ls="none",
+            label=f"half the distance to the other class, {label}",
+        )
     _yardsticks(ax)
     ax.set_xticks(x, list(table.index), rotation=30, ha="right")
     ax.set_ylabel("mean L2 of the attack")

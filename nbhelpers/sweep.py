@@ -19,6 +19,7 @@ Runs go to a local pool of worker processes, or with ``--scheduler tcp://host:po
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import multiprocessing
@@ -74,6 +75,7 @@ class Run:
     notebook: Path  # the chapter notebook
     out_dir: Path  # executed notebooks and logs
     results_dir: Path  # results base folder; the file goes to <results_dir>/<profile>/
+    extra: tuple[tuple[str, Any], ...] = ()  # further papermill parameters (--param), sorted by name
 
     @property
     def name(self) -> str:
@@ -129,7 +131,12 @@ class Run:
             "seed": self.seed,
             "device": self.device,
             "results_dir": str(self.staging_dir),
+            **dict(self.extra),
         }
+
+    def extra_parameters(self) -> dict[str, Any]:
+        """The ``--param`` values this run passes beyond the sweep parameters (recorded in its stamp)."""
+        return dict(self.extra)
 
 
 @dataclass(frozen=True)
@@ -277,6 +284,55 @@ def resolve_tasks(
     return by_chapter, left_out
 
 
+def parse_params(specs: Sequence[str] | None) -> dict[str, Any]:
+    """``NAME=VALUE`` strings -> {name: value}; a VALUE that reads as a Python literal (``False``, ``200``,
+    ``["ddn"]``, ``None``) is that literal, anything else stays a string."""
+    params: dict[str, Any] = {}
+    for spec in specs or ():
+        name, sep, text = spec.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise SweepError(
+                f"malformed parameter {spec!r}: write NAME=VALUE, e.g. figure8=False or n_attack=200"
+            )
+        if name in SWEEP_PARAMETERS:
+            raise SweepError(
+                f"parameter {name!r} is set by the sweep itself (--tasks, --profile, --seeds, --device, "
+                "--results-dir): use those options instead of --param"
+            )
+        if name in params:
+            raise SweepError(f"parameter {name!r} is given twice")
+        try:
+            params[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            params[name] = text
+    return params
+
+
+def _declared_parameters(notebook: Path) -> list[str]:
+    import papermill
+
+    return list(papermill.inspect_notebook(notebook))
+
+
+def _params_for(chapter: str, notebook: Path, params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The ``params`` that ``notebook`` declares, sorted by name."""
+    declared = set(_declared_parameters(notebook)) if params else set()
+    return tuple(sorted((k, v) for k, v in params.items() if k in declared))
+
+
+def _check_params(params: dict[str, Any], notebooks: dict[str, Path]) -> None:
+    """Every ``--param`` must be declared by at least one chosen chapter's parameters cell."""
+    declared = {chapter: _declared_parameters(path) for chapter, path in notebooks.items()} if params else {}
+    for name in params:
+        if not any(name in names for names in declared.values()):
+            valid = "; ".join(
+                f"{chapter}: {', '.join(n for n in names if n not in SWEEP_PARAMETERS) or 'none'}"
+                for chapter, names in declared.items()
+            )
+            raise SweepError(f"unknown parameter {name!r}: no chosen chapter declares it (they take {valid})")
+
+
 def plan_sweep(
     chapters: Sequence[str] | None = None,
     tasks: Sequence[str] | None = None,
@@ -288,13 +344,17 @@ def plan_sweep(
     out_dir: str | os.PathLike | None = None,
     results_dir: str | os.PathLike | None = None,
     tasks_for: TasksFor | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Plan:
     """Every (chapter, task, seed) run of a sweep, validated.
 
     Defaults: all sweepable chapters of ``<project root>/book``, all their tasks, notebooks and logs in
     ``<results_dir>/sweeps/<profile>``, results in ``<results_dir>/<profile>``. ``tasks_for`` maps a chapter
-    stem to the tasks it takes (default :func:`chapter_tasks`; tests pass their own).
+    stem to the tasks it takes (default :func:`chapter_tasks`; tests pass their own). ``params`` (from
+    :func:`parse_params`) go to each chapter that declares them; a run whose stamp records other values
+    is stale.
     """
+    params = dict(params or {})
     try:
         get_profile(profile)
     except ValueError as err:
@@ -307,9 +367,11 @@ def plan_sweep(
     base = Path(results_dir).resolve() if results_dir else default_results_dir().resolve()
     out = Path(out_dir).resolve() if out_dir else base / "sweeps" / profile
     notebooks = resolve_chapters(chapters, book)
+    _check_params(params, notebooks)
+    extra = {chapter: _params_for(chapter, notebook, params) for chapter, notebook in notebooks.items()}
     by_chapter, left_out = resolve_tasks(tasks, list(notebooks), tasks_for or chapter_tasks)
     runs = [
-        Run(chapter, dataset, attribute, profile, seed, device, notebook, out, base)
+        Run(chapter, dataset, attribute, profile, seed, device, notebook, out, base, extra[chapter])
         for chapter, notebook in notebooks.items()
         for dataset, attribute in by_chapter[chapter]
         for seed in dict.fromkeys(seeds)
@@ -345,6 +407,8 @@ def stale_reason(run: Run, code_version: str) -> str | None:
         return f"code changed ({result.get('code_version')} -> {code_version})"
     if stamp.get("notebook_sha256") != _sha256(run.notebook):
         return "notebook changed"
+    if stamp.get("parameters", {}) != json.loads(json.dumps(run.extra_parameters())):
+        return f"parameters changed ({stamp.get('parameters', {})} -> {run.extra_parameters()})"
     return None
 
 
@@ -437,6 +501,7 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
             "result_sha256": _sha256(run.result_path),
             "executed_notebook": run.output_notebook.name,
             "device": run.device,
+            "parameters": run.extra_parameters(),
             "seconds": round(seconds, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
@@ -627,7 +692,8 @@ def sweep(
 EPILOG = (
     "Each run leaves OUT/CHAPTER__DATASET__ATTRIBUTE__PROFILE__seedSEED.ipynb with .stdout.log and "
     ".stderr.log beside it, and its result in RESULTS/PROFILE/. Finished runs are stamped and skipped until "
-    "the code or the notebook changes: after a failure or a kill, run the same command again. "
+    "the code, the notebook or a --param value changes: after a failure or a kill, run the same command "
+    "again. "
     "Exit status: 0 all ran, 1 a run failed, 2 bad input."
 )
 
@@ -650,6 +716,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", help="run profile: quick or paper (default: quick)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED", help="default: 0")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda, passed to every notebook")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="another papermill parameter for the chapters that declare it, e.g. -p figure8=False or "
+        "-p n_attack=200 (repeatable; VALUE is read as a Python literal when it is one)",
+    )
     parser.add_argument(
         "--jobs",
         type=int,
@@ -683,6 +757,9 @@ def _print_plan(plan: Plan, dry_run: bool) -> None:
     runs = f"{len(plan.runs)} run{'s' if len(plan.runs) != 1 else ''}"
     print(f"{runs} ({todo} to run, {len(plan.runs) - todo} up to date)")
     print(f"  profile {first.profile}, device {plan.device}")
+    chapter_params = {run.chapter: run.extra_parameters() for run in plan.runs if run.extra}
+    for chapter, params in chapter_params.items():
+        print(f"  parameters of {chapter}: {', '.join(f'{k}={v!r}' for k, v in params.items())}")
     print(f"  notebooks and logs: {first.out_dir}\n  results: {first.result_path.parent}")
     for note in plan.left_out:
         print(f"  left out: {note}")
@@ -695,6 +772,7 @@ def _print_plan(plan: Plan, dry_run: bool) -> None:
 def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
     """Carry out parsed ``sweep`` arguments; the exit status: 0 ok, 1 a run failed, 2 bad input."""
     try:
+        params = parse_params(getattr(args, "param", None))
         plan = plan_sweep(
             args.chapters,
             args.tasks,
@@ -705,6 +783,7 @@ def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
             out_dir=args.out,
             results_dir=args.results_dir,
             tasks_for=tasks_for,
+            params=params,
         )
         _print_plan(plan, args.dry_run)
         if args.dry_run:

@@ -382,6 +382,18 @@ def test_sweeps_reuse_the_base_cnn(tiny_data):
         ex.run_sweeps(real, None, train_sizes=(64,), **kwargs)
 
 
+def test_skipped_sweeps_train_nothing_and_say_so(tiny_data, tiny_evaluation):
+    skipped = ex.run_sweeps(tiny_data, None, skip=True, device="cpu", progress=False)
+    assert skipped == {"train_size": [], "width": [], "depth": [], "trades": []}
+    table = ex.sweep_table(skipped)
+    assert table.empty and "mean L2" in table.columns
+    fig = ex.plot_figure8(skipped, tiny_evaluation)
+    assert "sweeps skipped" in fig.axes[0].texts[0].get_text()
+    plt.close(fig)
+    metrics = ex.chapter4_metrics(tiny_evaluation, skipped)
+    assert metrics["sweeps"] == {"train_size": [], "width": [], "depth": []} and metrics["trades"] == []
+
+
 def test_metrics_are_saved_and_read_back(tmp_path, tiny_evaluation, tiny_trained):
     point = ex.SweepPoint(2.0, 0.9, tiny_evaluation.reports["cnn"], 1.5)
     sweeps = {"train_size": [point], "width": [], "depth": [], "trades": [point]}

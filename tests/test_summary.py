@@ -26,9 +26,16 @@ CH3, CH4, CH5 = "03_bayes_robustness", "04_learned_classifiers", "05_real_data"
 def report(clean: float, adversarial: float, mean_l2: float | None, n: int = 16) -> dict:
     """A robustness report as ``RobustnessReport.to_dict`` writes it."""
     return {
-        "n": n, "n_correct": round(clean * n), "n_evaluated": round((clean - adversarial) * n),
-        "clean_accuracy": clean, "adversarial_accuracy": adversarial, "mean_l2": mean_l2,
-        "median_l2": mean_l2, "frac_pixels_above_5": 0.1, "l2": [1.0, 2.0], "pixel_hist": [3] * 256,
+        "n": n,
+        "n_correct": round(clean * n),
+        "n_evaluated": round((clean - adversarial) * n),
+        "clean_accuracy": clean,
+        "adversarial_accuracy": adversarial,
+        "mean_l2": mean_l2,
+        "median_l2": mean_l2,
+        "frac_pixels_above_5": 0.1,
+        "l2": [1.0, 2.0],
+        "pixel_hist": [3] * 256,
     }
 
 
@@ -40,30 +47,61 @@ def sweep_point(value: float, test_accuracy: float, mean_l2: float, key: str = "
 @pytest.fixture
 def results_dir(tmp_path):
     """Results of chapters 3-5 for a few tasks, seed 0, profile quick; one task also has seed 1."""
+
     def save(chapter, dataset, attribute, metrics, seed=0):
         save_result(chapter, dataset, attribute, "quick", seed, metrics, results_dir=tmp_path)
 
-    save(CH3, "celeba", "Smiling", {
-        "bayes_symmetric": report(1.0, 0.0, 3.0), "bayes_asymmetric": report(1.0, 0.0, 0.7),
-        "subspace_distance_mean": 6.0, "certified_radius_mean": 2.5,
-    })
-    save(CH3, "mnist", "0_vs_6", {
-        "bayes_symmetric": report(1.0, 0.0, 2.5), "bayes_asymmetric": report(0.9375, 0.0, None),
-        "subspace_distance_mean": 5.0, "certified_radius_mean": 2.0,
-    })
+    save(
+        CH3,
+        "celeba",
+        "Smiling",
+        {
+            "bayes_symmetric": report(1.0, 0.0, 3.0),
+            "bayes_asymmetric": report(1.0, 0.0, 0.7),
+            "subspace_distance_mean": 6.0,
+            "certified_radius_mean": 2.5,
+        },
+    )
+    save(
+        CH3,
+        "mnist",
+        "0_vs_6",
+        {
+            "bayes_symmetric": report(1.0, 0.0, 2.5),
+            "bayes_asymmetric": report(0.9375, 0.0, None),
+            "subspace_distance_mean": 5.0,
+            "certified_radius_mean": 2.0,
+        },
+    )
     # chapter 4 knows only Smiling and lacks the linear SVM; the CNN has a whole-test-set accuracy
-    save(CH4, "celeba", "Smiling", {
-        "bayes": report(1.0, 0.0, 3.2), "cnn": report(0.9375, 0.0, 0.5), "rbf_svm": report(0.875, 0.125, 2.0),
-        "test_accuracy": {"cnn": 0.95},
-        "sweeps": {"width": [sweep_point(8, 0.9, 0.4), sweep_point(32, 0.95, 0.6)], "depth": []},
-        "trades": [{**sweep_point(0.0, 0.95, 0.5, key="beta"), "extra": [1, 2]},
-                   sweep_point(10.0, 0.85, 2.5, key="beta")],
-    })
+    save(
+        CH4,
+        "celeba",
+        "Smiling",
+        {
+            "bayes": report(1.0, 0.0, 3.2),
+            "cnn": report(0.9375, 0.0, 0.5),
+            "rbf_svm": report(0.875, 0.125, 2.0),
+            "test_accuracy": {"cnn": 0.95},
+            "sweeps": {"width": [sweep_point(8, 0.9, 0.4), sweep_point(32, 0.95, 0.6)], "depth": []},
+            "trades": [
+                {**sweep_point(0.0, 0.95, 0.5, key="beta"), "extra": [1, 2]},
+                sweep_point(10.0, 0.85, 2.5, key="beta"),
+            ],
+        },
+    )
     save(CH4, "celeba", "Smiling", {"cnn": report(0.8125, 0.0, 1.5)}, seed=1)
-    save(CH5, "celeba", "Male", {
-        "cnn": report(0.9, 0.0, 0.3), "linear_svm": report(0.85, 0.0, 0.2), "rbf_svm": report(0.8, 0.1, 1.9),
-        "table3": {"real_train": 0.9, "symmetric_train": 0.84},
-    })
+    save(
+        CH5,
+        "celeba",
+        "Male",
+        {
+            "cnn": report(0.9, 0.0, 0.3),
+            "linear_svm": report(0.85, 0.0, 0.2),
+            "rbf_svm": report(0.8, 0.1, 1.9),
+            "table3": {"real_train": 0.9, "symmetric_train": 0.84},
+        },
+    )
     save(CH5, "celeba", "Bangs", {"table3": {"real_train": 0.95, "symmetric_train": 0.93}})
     return tmp_path
 
@@ -293,8 +331,16 @@ def test_record_runs_the_command_and_keeps_its_exit_status(tmp_path):
 
 
 def test_describe_results_flags_results_of_other_code(results_dir):
-    save_result(CH3, "celeba", "Male", "quick", 0, {"subspace_distance_mean": 6.0}, results_dir=results_dir,
-                code_version="0.0.1+old")
+    save_result(
+        CH3,
+        "celeba",
+        "Male",
+        "quick",
+        0,
+        {"subspace_distance_mean": 6.0},
+        results_dir=results_dir,
+        code_version="0.0.1+old",
+    )
     res = summary.collect_results("quick", results_dir)
     text = summary.describe_results(res).data
     assert "6 result files" in text and "1 differ from the current" in text

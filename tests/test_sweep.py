@@ -180,6 +180,33 @@ def test_stale_reason_names_what_changed(finished, tmp_path):
     assert sweep.stale_reason(run, current) == "no result yet"
 
 
+def test_param_reaches_the_notebook_and_a_new_value_reruns(finished, tmp_path, capsys):
+    base = Path(shutil.copytree(finished["book"].parent, tmp_path / "copy"))
+    argv = options(base / "book", "--tasks", "celeba:Smiling", "--seeds", "2")
+    smiling = result_file(base / "book", "celeba", "Smiling", seed=2)
+    capsys.readouterr()
+    assert sweep.main([*argv, "-p", "scale=100"], tasks_for=probe_tasks) == 0
+    out = capsys.readouterr().out
+    assert "(1 to run, 0 up to date)" in out and "parameters of 90_probe: scale=100" in out
+    assert json.loads(smiling.read_text())["metrics"]["value"] == 200 + len("Smiling")
+    assert json.loads(Path(f"{smiling}.done").read_text())["parameters"] == {"scale": 100}
+    assert sweep.main([*argv, "--param", "scale=100"], tasks_for=probe_tasks) == 0
+    assert "0 finished, 1 up to date" in capsys.readouterr().out
+    # Back to the notebook's default: the stamp records scale=100, so the run is stale again.
+    assert sweep.main([*argv, "--dry-run"], tasks_for=probe_tasks) == 0
+    assert "run   (parameters changed ({'scale': 100} -> {}))" in capsys.readouterr().out
+
+
+def test_parse_params_reads_literals_and_keeps_other_text():
+    assert sweep.parse_params(["figure8=False", "n_attack=200", 'attacks=["ddn"]', "name=Smiling"]) == {
+        "figure8": False,
+        "n_attack": 200,
+        "attacks": ["ddn"],
+        "name": "Smiling",
+    }
+    assert sweep.parse_params(None) == {}
+
+
 def test_failing_runs_are_reported_after_the_others_finish(book, capsys):
     # A chapter that saves its result under another chapter's name: finishes, but fails the run.
     shutil.copy(book / "90_probe.ipynb", book / "92_misnamed.ipynb")
@@ -367,6 +394,13 @@ def _free_port() -> int:
             "malformed scheduler address '10.0.0.5:8786': expected tcp://host:port",
         ),
         (["--scheduler", "tcp://host:99999"], "expected tcp://host:port"),
+        (["-p", "scale"], "malformed parameter 'scale': write NAME=VALUE"),
+        (["-p", "seed=3"], "parameter 'seed' is set by the sweep itself"),
+        (["-p", "scale=1", "-p", "scale=2"], "parameter 'scale' is given twice"),
+        (
+            ["-p", "figure8=False"],
+            "unknown parameter 'figure8': no chosen chapter declares it (they take 90_probe: scale)",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_the_valid_choices(book, capsys, extra, message):
