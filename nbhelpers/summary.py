@@ -19,15 +19,17 @@ column of Table 1 and Figure 6 comes from chapter 04 and falls back to chapter 0
 Clean accuracies are over the whole test set (``test_accuracy``) where a chapter saved it, else over the
 attacked samples (the report's); adversarial accuracies are over the attacked samples.
 
-Paper-profile results committed under ``results/paper/`` carry a ``manifest.json`` (hardware, wall time, git
-commit, command) written by :func:`write_manifest`; ``python -m nbhelpers.summary --results-dir results/paper
--- COMMAND...`` runs a command and then writes it (see ``results/paper/README.md``).
+Paper-profile results committed under ``results/paper/`` carry a ``manifest.json`` with one entry per command
+that made them (hardware, wall time, git commit, command, result files) written by :func:`write_manifest`;
+``python -m nbhelpers.summary --results-dir results/paper -- COMMAND...`` runs a command and then adds its
+entry (see ``results/paper/README.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -864,6 +866,15 @@ def _git(*args: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def result_files(results_dir: str | os.PathLike) -> dict[str, str]:
+    """Every result file of ``results_dir`` (``<profile>/*.json``) -> its sha256: what a command changed."""
+    base = Path(results_dir)
+    return {
+        path.relative_to(base).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(base.glob("*/*.json"))
+    }
+
+
 def write_manifest(
     results_dir: str | os.PathLike,
     command: str | Sequence[str],
@@ -871,13 +882,17 @@ def write_manifest(
     finished: float | dt.datetime,
     *,
     exit_status: int | None = None,
+    results: Sequence[str] | None = None,
 ) -> Path:
-    """Write ``<results_dir>/manifest.json``: what produced the results there, on which machine, how long.
+    """Add one entry to ``<results_dir>/manifest.json``: what produced results there, where, how long.
 
-    ``command``: a string or an argv list; ``started``/``finished``: ``time.time()`` seconds or datetimes.
-    Records the platform, CPU, GPUs (``torch.cuda.get_device_name``), Python, torch and CUDA versions, the
-    git commit (``git rev-parse HEAD``; None outside a checkout) and whether tracked files had local
-    changes, the nbhelpers code version and the wall time.
+    The manifest is ``{"runs": [entry, ...]}``, one entry per command in the order they finished, so
+    results made by several commands (a CPU sweep, later a GPU one) each keep their provenance.
+    ``command``: a string or an argv list; ``started``/``finished``: ``time.time()`` seconds or datetimes;
+    ``results``: the result files (relative to ``results_dir``) that the command wrote. An entry records
+    the platform, CPU, GPUs (``torch.cuda.get_device_name``), Python, torch and CUDA versions, the git
+    commit (``git rev-parse HEAD``; None outside a checkout) and whether tracked files had local changes,
+    the nbhelpers code version and the wall time.
     """
     start, end = _timestamp(started), _timestamp(finished)
     if end < start:
@@ -889,7 +904,7 @@ def write_manifest(
     gpus = []
     if torch.cuda.is_available():
         gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    manifest = {
+    entry = {
         "command": command if isinstance(command, str) else shlex.join(command),
         "exit_status": exit_status,
         "started": start.isoformat(timespec="seconds"),
@@ -898,6 +913,7 @@ def write_manifest(
         "git_commit": commit,
         "git_local_changes": None if commit is None or changes is None else bool(changes),
         "code_version": code_version(),
+        "results": sorted(results or []),
         "hardware": {
             "platform": platform.platform(),
             "cpu": _cpu_name(),
@@ -908,27 +924,37 @@ def write_manifest(
             "cuda": torch.version.cuda,
         },
     }
-    return write_json_atomic(Path(results_dir) / MANIFEST_NAME, manifest)
+    previous = read_manifest(results_dir) or {"runs": []}
+    return write_json_atomic(Path(results_dir) / MANIFEST_NAME, {"runs": [*previous["runs"], entry]})
 
 
 def read_manifest(results_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The manifest of ``results_dir``, or None when there is none."""
+    """The manifest of ``results_dir`` as ``{"runs": [entry, ...]}``, or None when there is none.
+
+    A manifest of the older one-command form (a single entry) reads as a list of one."""
     path = Path(results_dir) / MANIFEST_NAME
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); write it again with write_manifest") from err
+        raise ValueError(f"{path} is not valid JSON ({err}); fix or delete it") from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("runs", []), list):
+        raise ValueError(f"{path} is not a manifest: expected an object with a list 'runs'")
+    return manifest if "runs" in manifest else {"runs": [manifest]}
 
 
 def record_command(command: Sequence[str], results_dir: str | os.PathLike) -> int:
-    """Run ``command`` (an argv list), then write ``results_dir``'s manifest; the command's exit status."""
+    """Run ``command`` (an argv list), then add its entry to ``results_dir``'s manifest (with the result
+    files it wrote or changed); the command's exit status."""
     if not command:
         raise ValueError("no command to run: pass an argv list, e.g. ['python', '-m', 'nbhelpers', 'sweep']")
+    before = result_files(results_dir)
     started = time.time()
     status = subprocess.run(list(command)).returncode
-    write_manifest(results_dir, command, started, time.time(), exit_status=status)
+    finished = time.time()
+    changed = [name for name, digest in result_files(results_dir).items() if before.get(name) != digest]
+    write_manifest(results_dir, command, started, finished, exit_status=status, results=changed)
     return status
 
 
@@ -938,24 +964,35 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
-def _manifest_lines(manifest: dict[str, Any]) -> list[str]:
-    """A Markdown list (plain CommonMark, as the book renders outputs) of a manifest's hardware, software,
-    time, commit and command."""
-    hw = manifest.get("hardware", {})
+def _result_label(name: str) -> str:
+    """``paper/03_bayes_robustness__celeba__Male__seed0.json`` -> ``03 celeba:Male``."""
+    parts = Path(name).stem.split("__")
+    if len(parts) != 4:
+        return Path(name).name
+    chapter, dataset, attribute, _ = parts
+    return f"{chapter[:2]} {dataset}:{attribute}"
+
+
+def _manifest_lines(entry: dict[str, Any]) -> list[str]:
+    """A Markdown list item (plain CommonMark, as the book renders outputs) for one manifest entry: command,
+    results, hardware, software, time and commit."""
+    hw = entry.get("hardware", {})
     gpus = ", ".join(hw.get("gpus") or []) or "no GPU"
-    commit = manifest.get("git_commit") or "unknown"
-    if manifest.get("git_local_changes"):
+    commit = entry.get("git_commit") or "unknown"
+    if entry.get("git_local_changes"):
         commit += " (with local changes)"
-    wall = _duration(float(manifest.get("wall_seconds", 0)))
+    wall = _duration(float(entry.get("wall_seconds", 0)))
+    made = entry.get("results")
+    made_text = ", ".join(_result_label(n) for n in made) if made else "not recorded"
     return [
-        "",
-        f"- **hardware**: {gpus}; {hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores); "
+        f"- `{entry.get('command', '?')}` (exit status {entry.get('exit_status')})",
+        f"  - **results**: {made_text}",
+        f"  - **hardware**: {gpus}; {hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores); "
         f"{hw.get('platform', '?')}",
-        f"- **software**: Python {hw.get('python', '?')}, torch {hw.get('torch', '?')}, "
+        f"  - **software**: Python {hw.get('python', '?')}, torch {hw.get('torch', '?')}, "
         f"CUDA {hw.get('cuda') or 'none'}",
-        f"- **time taken**: {wall} ({manifest.get('started', '?')} to {manifest.get('finished', '?')})",
-        f"- **commit**: `{commit}`",
-        f"- **command**: `{manifest.get('command', '?')}` (exit status {manifest.get('exit_status')})",
+        f"  - **time taken**: {wall} ({entry.get('started', '?')} to {entry.get('finished', '?')})",
+        f"  - **commit**: `{commit}`",
     ]
 
 
@@ -983,7 +1020,11 @@ def describe_results(results: SummaryResults, manifest_dir: str | os.PathLike | 
         if manifest is None:
             lines.append(f"No `{MANIFEST_NAME}` in `{_display_path(manifest_dir)}/`.")
         else:
-            lines += _manifest_lines(manifest)
+            runs = manifest["runs"]
+            plural = "s" if len(runs) != 1 else ""
+            lines += ["", f"Made by {len(runs)} command{plural} (`{MANIFEST_NAME}`):", ""]
+            for entry in runs:
+                lines += _manifest_lines(entry)
     return Markdown("\n".join(lines))
 
 
@@ -991,8 +1032,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m nbhelpers.summary --results-dir DIR -- COMMAND...``: run COMMAND, write DIR's manifest."""
     parser = argparse.ArgumentParser(
         prog="python -m nbhelpers.summary",
-        description="Run a command (e.g. a paper-profile sweep), then record in DIR/manifest.json the "
-        "hardware, wall time, git commit and command that produced the results in DIR.",
+        description="Run a command (e.g. a paper-profile sweep), then add to DIR/manifest.json the "
+        "hardware, wall time, git commit, command and result files it wrote.",
     )
     parser.add_argument("--results-dir", required=True, metavar="DIR", help="where manifest.json goes")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")

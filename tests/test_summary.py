@@ -302,31 +302,58 @@ def test_paper_values_are_consistent():
 
 def test_manifest_records_machine_commit_and_time(tmp_path):
     command = ["python", "-m", "nbhelpers", "sweep", "--profile", "paper"]
-    path = summary.write_manifest(tmp_path, command, 1000.0, 1090.5)
+    path = summary.write_manifest(tmp_path, command, 1000.0, 1090.5, results=["paper/b.json", "paper/a.json"])
     manifest = json.loads(path.read_text())
     assert path == tmp_path / "manifest.json" and manifest == summary.read_manifest(tmp_path)
-    assert manifest["command"] == "python -m nbhelpers sweep --profile paper"
-    assert manifest["wall_seconds"] == 90.5
-    assert manifest["started"] == "1970-01-01T00:16:40+00:00"
-    assert manifest["hardware"]["cpu_count"] == os.cpu_count()
-    assert isinstance(manifest["hardware"]["gpus"], list) and manifest["hardware"]["torch"]
+    (entry,) = manifest["runs"]
+    assert entry["command"] == "python -m nbhelpers sweep --profile paper"
+    assert entry["wall_seconds"] == 90.5
+    assert entry["started"] == "1970-01-01T00:16:40+00:00"
+    assert entry["results"] == ["paper/a.json", "paper/b.json"]
+    assert entry["hardware"]["cpu_count"] == os.cpu_count()
+    assert isinstance(entry["hardware"]["gpus"], list) and entry["hardware"]["torch"]
     if shutil.which("git") and (ROOT / ".git").exists():
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        assert manifest["git_commit"] == head.stdout.strip()
+        assert entry["git_commit"] == head.stdout.strip()
     text = summary.describe_results(summary.collect_results("quick", tmp_path), tmp_path).data
     assert "1 min 30 s" in text and "python -m nbhelpers sweep --profile paper" in text
     with pytest.raises(ValueError, match="before started"):
         summary.write_manifest(tmp_path, "x", 10.0, 5.0)
     with pytest.raises(ValueError, match="seconds since the epoch"):
         summary.write_manifest(tmp_path, "x", "yesterday", 5.0)
+    assert len(summary.read_manifest(tmp_path)["runs"]) == 1  # refused entries left it alone
 
 
-def test_record_runs_the_command_and_keeps_its_exit_status(tmp_path):
-    status = summary.main(["--results-dir", str(tmp_path), "--", sys.executable, "-c", "raise SystemExit(3)"])
+def test_manifest_keeps_every_command_and_reads_the_one_command_form(tmp_path):
+    legacy = {"command": "python -m nbhelpers sweep --chapters 03", "wall_seconds": 60.0, "exit_status": 0}
+    (tmp_path / "manifest.json").write_text(json.dumps(legacy))
+    assert summary.read_manifest(tmp_path) == {"runs": [legacy]}
+    made = ["paper/x__celeba__Male__seed0.json"]
+    summary.write_manifest(tmp_path, "second", 0.0, 7200.0, exit_status=0, results=made)
+    runs = summary.read_manifest(tmp_path)["runs"]
+    assert [r["command"] for r in runs] == [legacy["command"], "second"]
+    text = summary.describe_results(summary.collect_results("paper", tmp_path), tmp_path).data
+    assert "Made by 2 commands" in text and "2 h 00 min" in text and "1 min 00 s" in text
+    assert "x celeba:Male" in text and "not recorded" in text  # the legacy entry names no files
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a manifest"):
+        summary.read_manifest(tmp_path)
+
+
+def test_record_runs_the_command_and_lists_the_results_it_wrote(tmp_path):
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "old.json").write_text("{}")
+    (tmp_path / "paper" / "same.json").write_text("{}")
+    script = (
+        "import pathlib, sys; p = pathlib.Path(sys.argv[1], 'paper');"
+        "(p / 'new.json').write_text('{}'); (p / 'old.json').write_text('[1]'); raise SystemExit(3)"
+    )
+    status = summary.main(["--results-dir", str(tmp_path), "--", sys.executable, "-c", script, str(tmp_path)])
     assert status == 3
-    manifest = summary.read_manifest(tmp_path)
-    assert manifest["exit_status"] == 3 and "SystemExit(3)" in manifest["command"]
-    assert manifest["wall_seconds"] >= 0
+    (entry,) = summary.read_manifest(tmp_path)["runs"]
+    assert entry["exit_status"] == 3 and "SystemExit(3)" in entry["command"]
+    assert entry["wall_seconds"] >= 0
+    assert entry["results"] == ["paper/new.json", "paper/old.json"]
     assert summary.read_manifest(tmp_path / "none") is None
 
 
