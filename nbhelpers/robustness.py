@@ -35,7 +35,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown
 from matplotlib.figure import Figure
 
 from nbhelpers import paper_values as pv
@@ -46,6 +45,7 @@ from nbhelpers.classifier import BayesClassifier
 from nbhelpers.config import get_device, get_profile
 from nbhelpers.data import to_hwc
 from nbhelpers.datasets import OUTLIER_SIGMA, SYMMETRIC_SIGMA, TaskModels, sample_dataset
+from nbhelpers.display import Markdown
 from nbhelpers.report import PERCEPTIBLE_LEVELS, PIXEL_BINS, RobustnessReport, report_from_attacks
 from nbhelpers.results import save_result
 

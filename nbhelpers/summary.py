@@ -47,7 +47,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Markdown
 from matplotlib.figure import Figure
 from pandas.io.formats.style import Styler
 
@@ -55,6 +54,7 @@ from nbhelpers import paper_values as pv
 from nbhelpers.config import get_profile, project_root
 from nbhelpers.config import results_dir as default_results_dir
 from nbhelpers.data import TASKS
+from nbhelpers.display import Markdown
 from nbhelpers.results import code_version, load_results, write_json_atomic
 
 CONVENTIONS = ("paper", "strict")

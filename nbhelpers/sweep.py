@@ -14,6 +14,8 @@ Why a sweep can be killed at any moment and simply re-run:
 - papermill saves the executed notebook under a hidden partial name, renamed when the run ends.
 
 Runs go to a local pool of worker processes, or with ``--scheduler tcp://host:port`` to a Dask cluster.
+A run executes its notebook with papermill (a Jupyter kernel) or, with ``--engine python`` on machines
+without Jupyter, with :mod:`nbhelpers.notebook_runner` in a child Python process; both leave the same files.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -36,13 +40,14 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
 from nbhelpers import results
 from nbhelpers.config import VALID_DEVICES, get_device, get_profile, project_root
 from nbhelpers.config import results_dir as default_results_dir
+from nbhelpers.notebook_runner import NotebookError, notebook_parameters
 
 HELP = "run chapter notebooks for many tasks, seeds and a profile (resumable, parallel)"
 
@@ -51,6 +56,9 @@ SWEEP_PARAMETERS = ("dataset", "attribute", "profile", "seed", "device", "result
 REAL_DATA_CHAPTER = "05_real_data"
 REAL_DATA_ATTRIBUTES = ("Male", "Smiling", "Bangs", "Heavy_Makeup", "Eyeglasses")
 SCHEDULER_FORM = "tcp://host:port"
+# How a run executes its notebook: papermill with a Jupyter kernel, or nbhelpers.notebook_runner in a plain
+# Python process (for machines without Jupyter); "auto" takes papermill where it is installed.
+ENGINES = ("auto", "papermill", "python")
 _SCHEDULER_RE = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _CHAPTER_RE = re.compile(r"^\d{2}_\w+$")
 
@@ -76,6 +84,7 @@ class Run:
     out_dir: Path  # executed notebooks and logs
     results_dir: Path  # results base folder; the file goes to <results_dir>/<profile>/
     extra: tuple[tuple[str, Any], ...] = ()  # further papermill parameters (--param), sorted by name
+    engine: str = "papermill"  # "papermill" or "python" (see ENGINES)
 
     @property
     def name(self) -> str:
@@ -203,10 +212,23 @@ def chapter_tasks(chapter: str) -> list[Task]:
 
 def _missing_parameters(notebook: Path) -> list[str]:
     """The sweep parameters that the notebook's ``parameters`` cell does not declare."""
-    import papermill
-
-    declared = papermill.inspect_notebook(notebook)
+    declared = notebook_parameters(notebook)
     return [name for name in SWEEP_PARAMETERS if name not in declared]
+
+
+def resolve_engine(engine: str) -> str:
+    """``auto`` -> ``papermill`` where it is installed, else ``python``; a named engine is checked."""
+    if engine not in ENGINES:
+        raise SweepError(f"unknown engine {engine!r}: valid engines are {', '.join(ENGINES)}")
+    has_papermill = importlib.util.find_spec("papermill") is not None
+    if engine == "auto":
+        return "papermill" if has_papermill else "python"
+    if engine == "papermill" and not has_papermill:
+        raise SweepError(
+            "engine 'papermill' needs papermill and a Jupyter kernel (pip install papermill ipykernel): "
+            "install them or use --engine python"
+        )
+    return engine
 
 
 def resolve_chapters(names: Sequence[str] | None, book_dir: str | os.PathLike) -> dict[str, Path]:
@@ -310,9 +332,7 @@ def parse_params(specs: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _declared_parameters(notebook: Path) -> list[str]:
-    import papermill
-
-    return list(papermill.inspect_notebook(notebook))
+    return list(notebook_parameters(notebook))
 
 
 def _params_for(chapter: str, notebook: Path, params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -345,6 +365,7 @@ def plan_sweep(
     results_dir: str | os.PathLike | None = None,
     tasks_for: TasksFor | None = None,
     params: dict[str, Any] | None = None,
+    engine: str = "auto",
 ) -> Plan:
     """Every (chapter, task, seed) run of a sweep, validated.
 
@@ -352,9 +373,10 @@ def plan_sweep(
     ``<results_dir>/sweeps/<profile>``, results in ``<results_dir>/<profile>``. ``tasks_for`` maps a chapter
     stem to the tasks it takes (default :func:`chapter_tasks`; tests pass their own). ``params`` (from
     :func:`parse_params`) go to each chapter that declares them; a run whose stamp records other values
-    is stale.
+    is stale. ``engine``: see :data:`ENGINES`.
     """
     params = dict(params or {})
+    engine = resolve_engine(engine)
     try:
         get_profile(profile)
     except ValueError as err:
@@ -371,7 +393,7 @@ def plan_sweep(
     extra = {chapter: _params_for(chapter, notebook, params) for chapter, notebook in notebooks.items()}
     by_chapter, left_out = resolve_tasks(tasks, list(notebooks), tasks_for or chapter_tasks)
     runs = [
-        Run(chapter, dataset, attribute, profile, seed, device, notebook, out, base, extra[chapter])
+        Run(chapter, dataset, attribute, profile, seed, device, notebook, out, base, extra[chapter], engine)
         for chapter, notebook in notebooks.items()
         for dataset, attribute in by_chapter[chapter]
         for seed in dict.fromkeys(seeds)
@@ -414,7 +436,7 @@ def stale_reason(run: Run, code_version: str) -> str | None:
 
 def _failure_message(err: Exception) -> str:
     ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
-    if ename is not None:  # papermill.PapermillExecutionError: the notebook's own exception
+    if ename is not None:  # PapermillExecutionError / NotebookRunError: the notebook's own exception
         return f"{ename}: {evalue} (cell In [{getattr(err, 'exec_count', '?')}])"
     return f"{type(err).__name__}: {err}"
 
@@ -442,13 +464,48 @@ def _process_output_to(stdout_path: Path, stderr_path: Path) -> Iterator[None]:
             os.close(copy)
 
 
+class NotebookRunError(RuntimeError):
+    """A notebook run by the ``python`` engine failed; ``ename``/``evalue`` as papermill reports them."""
+
+    def __init__(self, ename: str, evalue: str, exec_count: int | str = "?") -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.ename, self.evalue, self.exec_count = ename, evalue, exec_count
+
+
+def _execute_python(run: Run, stdout: TextIO, stderr: TextIO) -> None:
+    """Run the notebook with ``nbhelpers.notebook_runner`` in a child Python process (no Jupyter needed)."""
+    env = dict(os.environ)
+    # The child starts in the book folder: make sure it imports this nbhelpers.
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    command = [
+        sys.executable,
+        "-m",
+        "nbhelpers.notebook_runner",
+        str(run.notebook),
+        str(run.partial_notebook),
+        "--parameters-json",
+        json.dumps(run.parameters()),
+    ]
+    proc = subprocess.run(command, cwd=run.notebook.parent, env=env, stdout=stdout, stderr=stderr)
+    status = proc.returncode
+    if status == 0:
+        return
+    if run.partial_notebook.exists():
+        cells = json.loads(run.partial_notebook.read_text())["cells"]
+        for cell in cells:
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    count = cell.get("execution_count", "?")
+                    raise NotebookRunError(output["ename"], output["evalue"], count)
+    raise NotebookRunError("NotebookProcessError", f"the notebook process exited with status {status}")
+
+
 def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
-    """Execute one run with papermill; never raises for a failing notebook (the outcome says why).
+    """Execute one run with its engine; never raises for a failing notebook (the outcome says why).
 
     ``own_process``: this process runs nothing else meanwhile, so its output can go to the run's logs too.
     """
-    import papermill
-
     started = time.monotonic()
     run.out_dir.mkdir(parents=True, exist_ok=True)
     run.stamp_path.unlink(missing_ok=True)
@@ -460,16 +517,21 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
         redirect = _process_output_to(run.stdout_log, run.stderr_log) if own_process else nullcontext()
         # Append mode: the kernel's own output may share these files.
         with redirect, open(run.stdout_log, "a") as stdout, open(run.stderr_log, "a") as stderr:
-            # log_output would copy the same streams onto the terminal, garbling the progress bar.
-            papermill.execute_notebook(
-                run.notebook,
-                run.partial_notebook,
-                parameters=run.parameters(),
-                progress_bar=False,
-                stdout_file=stdout,
-                stderr_file=stderr,
-                cwd=run.notebook.parent,
-            )
+            if run.engine == "python":
+                _execute_python(run, stdout, stderr)
+            else:
+                import papermill
+
+                # log_output would copy the same streams onto the terminal, garbling the progress bar.
+                papermill.execute_notebook(
+                    run.notebook,
+                    run.partial_notebook,
+                    parameters=run.parameters(),
+                    progress_bar=False,
+                    stdout_file=stdout,
+                    stderr_file=stderr,
+                    cwd=run.notebook.parent,
+                )
         staged = json.loads(run.staged_result.read_text())
     except Exception as err:  # the notebook failed, the kernel died, or no result was written
         message = _failure_message(err)
@@ -725,6 +787,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-p n_attack=200 (repeatable; VALUE is read as a Python literal when it is one)",
     )
     parser.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="papermill (a Jupyter kernel), python (nbhelpers.notebook_runner: no Jupyter needed, e.g. on a "
+        "bare GPU host), or auto: papermill where installed (default)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         metavar="N",
@@ -756,7 +825,7 @@ def _print_plan(plan: Plan, dry_run: bool) -> None:
     first = plan.runs[0]
     runs = f"{len(plan.runs)} run{'s' if len(plan.runs) != 1 else ''}"
     print(f"{runs} ({todo} to run, {len(plan.runs) - todo} up to date)")
-    print(f"  profile {first.profile}, device {plan.device}")
+    print(f"  profile {first.profile}, device {plan.device}, engine {first.engine}")
     chapter_params = {run.chapter: run.extra_parameters() for run in plan.runs if run.extra}
     for chapter, params in chapter_params.items():
         print(f"  parameters of {chapter}: {', '.join(f'{k}={v!r}' for k, v in params.items())}")
@@ -784,6 +853,7 @@ def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
             results_dir=args.results_dir,
             tasks_for=tasks_for,
             params=params,
+            engine=args.engine,
         )
         _print_plan(plan, args.dry_run)
         if args.dry_run:
@@ -795,7 +865,7 @@ def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
             connect_timeout=args.connect_timeout,
             progress=not args.no_progress,
         )
-    except SweepError as err:
+    except (SweepError, NotebookError) as err:
         print(f"nbhelpers sweep: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -240,6 +240,34 @@ def test_failing_runs_are_reported_after_the_others_finish(book, capsys):
     assert assert_complete_files(book.parent / "results") == {smiling.name, f"{smiling.name}.done"}
 
 
+def test_python_engine_runs_without_jupyter_and_reports_failures(book, capsys, monkeypatch):
+    # Hide papermill: "auto" must fall back to the python engine, "papermill" must say what to install.
+    real_find_spec = sweep.importlib.util.find_spec
+    monkeypatch.setattr(
+        sweep.importlib.util, "find_spec", lambda name: None if name == "papermill" else real_find_spec(name)
+    )
+    assert sweep.main(options(book, "--engine", "papermill"), tasks_for=probe_tasks) == 2
+    assert "engine 'papermill' needs papermill" in capsys.readouterr().err
+    argv = options(book, "--tasks", "celeba:Smiling", "celeba:Fail", "-p", "scale=7", "--seeds", "1")
+    assert sweep.main(argv, tasks_for=probe_tasks) == 1
+    out = capsys.readouterr().out
+    assert "engine python" in out and "1 finished, 0 up to date, 1 failed" in out
+    assert "FAILED 90_probe__celeba__Fail__quick__seed1: RuntimeError: probe failure requested" in out
+    smiling = result_file(book, "celeba", "Smiling", seed=1)
+    result = json.loads(smiling.read_text())
+    assert result["metrics"]["value"] == 7 + len("Smiling") and result["metrics"]["cwd"] == "book"
+    nb = json.loads(run_file(book, "celeba", "Smiling", ".ipynb", seed=1).read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert "attribute = 'Smiling'" in injected[0]["source"] and "scale = 7" in injected[0]["source"]
+    streams = [o["text"] for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "stream"]
+    assert "probe stdout celeba:Smiling\n" in streams and "probe stderr celeba:Smiling\n" in streams
+    assert "probe stdout celeba:Smiling" in run_file(book, "celeba", "Smiling", ".stdout.log", 1).read_text()
+    failed = json.loads(run_file(book, "celeba", "Fail", ".failed.ipynb", seed=1).read_text())
+    errors = [o for c in failed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert [e["ename"] for e in errors] == ["RuntimeError"]
+    assert assert_complete_files(book.parent / "results") == {smiling.name, f"{smiling.name}.done"}
+
+
 def _wait_for_marker(marker: Path, proc: subprocess.Popen, timeout: float = 180.0) -> dict[str, int]:
     """The pids the sleeping probe wrote: its kernel and the sweep worker that runs it."""
     deadline = time.monotonic() + timeout
@@ -270,9 +298,13 @@ def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX signals")
-@pytest.mark.parametrize("victim", ["worker", "sweep"])
-def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeypatch, victim):
-    """SIGKILL the worker running a (sleeping) run, or the whole sweep; then re-run the same command."""
+@pytest.mark.parametrize(
+    ("victim", "engine"), [("worker", "papermill"), ("sweep", "papermill"), ("worker", "python")]
+)
+def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeypatch, victim, engine):
+    """SIGKILL the worker running a (sleeping) run, or the whole sweep; then re-run the same command.
+
+    With the python engine the "kernel" is the notebook runner's process: it must not outlive its worker."""
     log, marker = tmp_path / "executed.log", tmp_path / "in_flight.json"
     version = results.code_version()
     env = {
@@ -282,7 +314,7 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
         "SWEEP_PROBE_MARKER": str(marker),
     }
     tasks = ["mnist:0_vs_6", "celeba:Slow", "celeba:Smiling"]
-    argv = options(book, "--tasks", *tasks, "--jobs", "1")
+    argv = options(book, "--tasks", *tasks, "--jobs", "1", "--engine", engine)
     proc = subprocess.Popen(
         [sys.executable, str(DRIVER), *argv],
         cwd=tmp_path,
@@ -335,7 +367,7 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
     assert sweep.main(argv, tasks_for=probe_tasks) == 0
     assert executed(log) == before + missing
     assert (results_dir / "quick" / first).read_bytes() == first_bytes
-    plan = sweep.plan_sweep(tasks=tasks, **_dirs(book), tasks_for=probe_tasks)
+    plan = sweep.plan_sweep(tasks=tasks, **_dirs(book), tasks_for=probe_tasks, engine=engine)
     assert [sweep.stale_reason(r, results.code_version()) for r in plan.runs] == [None, None, None]
     assert len(assert_complete_files(results_dir)) == 6
     assert not list(results_dir.rglob("*.partial.ipynb"))

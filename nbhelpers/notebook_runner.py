@@ -1,0 +1,266 @@
+"""Execute a chapter notebook without Jupyter: ``python -m nbhelpers.notebook_runner``.
+
+The sweep's ``python`` engine, for machines that have the scientific stack but no Jupyter, papermill or
+IPython (a bare GPU host). It runs the very cells of the chapter, in order, in one Python namespace:
+
+- the parameters are injected as papermill does, in a cell tagged ``injected-parameters`` right after the
+  cell tagged ``parameters``;
+- IPython magics (``%matplotlib inline``) are dropped and figures go to the Agg backend;
+- each cell's printed output, the value of its last expression (as text) and an error's traceback are
+  stored in the executed notebook, which is written atomically (also after a failure, with the error).
+
+The exit status is 0 when every cell ran, 1 when one raised. The process stops itself when its parent
+dies, so a killed sweep worker leaves no orphan writing results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import io
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+
+
+class NotebookError(ValueError):
+    """A notebook that cannot be run: the message says what is wrong."""
+
+
+def _source(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _tags(cell: dict[str, Any]) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def read_notebook(path: str | os.PathLike) -> dict[str, Any]:
+    """The notebook at ``path`` as nbformat-4 JSON."""
+    path = Path(path)
+    try:
+        nb = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise NotebookError(f"cannot read notebook {path}: {err}") from None
+    if nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{path} is not an nbformat-4 notebook")
+    return nb
+
+
+def notebook_parameters(path: str | os.PathLike) -> dict[str, str]:
+    """Names assigned in the cell tagged ``parameters`` -> the source of their default value."""
+    nb = read_notebook(path)
+    cells = [c for c in nb["cells"] if c.get("cell_type") == "code" and PARAMETERS_TAG in _tags(c)]
+    if not cells:
+        return {}
+    source = _source(cells[0])
+    out: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    out[target.id] = ast.get_source_segment(source, node.value) or ""
+    return out
+
+
+def _parameters_cell(parameters: dict[str, Any]) -> dict[str, Any]:
+    lines = ["# Parameters"] + [f"{name} = {value!r}" for name, value in parameters.items()]
+    return {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": uuid.uuid4().hex[:8],
+        "metadata": {"tags": [INJECTED_TAG]},
+        "outputs": [],
+        "source": "\n".join(lines) + "\n",
+    }
+
+
+def inject_parameters(nb: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """``nb`` with an ``injected-parameters`` cell after its ``parameters`` cell (at the top without one)."""
+    cells = [c for c in nb["cells"] if INJECTED_TAG not in _tags(c)]
+    at = next((i + 1 for i, c in enumerate(cells) if PARAMETERS_TAG in _tags(c)), 0)
+    if parameters:
+        cells.insert(at, _parameters_cell(parameters))
+    return {**nb, "cells": cells}
+
+
+def _without_magics(source: str) -> str:
+    """Drop IPython line magics and shell escapes (they have no meaning outside IPython)."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+class _Tee(io.TextIOBase):
+    """Write to the cell's buffer and to the process stream (the run's log)."""
+
+    def __init__(self, buffer: io.StringIO, stream: TextIO) -> None:
+        self.buffer_, self.stream = buffer, stream
+
+    def write(self, text: str) -> int:
+        self.buffer_.write(text)
+        self.stream.write(text)
+        self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _display_text(value: Any) -> str:
+    """Text for a displayed value: Markdown as written, tables whole (pandas' repr truncates them)."""
+    markdown = getattr(value, "_repr_markdown_", None)
+    if callable(markdown):
+        return str(markdown())
+    to_string = getattr(value, "to_string", None)
+    if callable(to_string):
+        try:
+            return str(to_string())
+        except TypeError:
+            pass
+    return repr(value)
+
+
+def _display(*values: Any) -> None:
+    """Stand-in for IPython's ``display``: prints each value as text."""
+    for value in values:
+        print(_display_text(value))
+
+
+def _run_cell(source: str, namespace: dict[str, Any], name: str) -> Any:
+    """Execute ``source``; the value of a final expression statement (None otherwise)."""
+    tree = ast.parse(source, filename=name)
+    last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    if last is not None:
+        tree.body = tree.body[:-1]
+    exec(compile(tree, name, "exec"), namespace)
+    if last is None:
+        return None
+    return eval(compile(ast.Expression(last.value), name, "eval"), namespace)
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(_Tee(out, sys.__stdout__)),
+        contextlib.redirect_stderr(_Tee(err, sys.__stderr__)),
+    ):
+        yield out, err
+
+
+def _write_atomic(path: Path, nb: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def run_notebook(
+    notebook: str | os.PathLike, output: str | os.PathLike, parameters: dict[str, Any] | None = None
+) -> bool:
+    """Execute ``notebook`` with ``parameters`` in this process; save the executed copy to ``output``.
+
+    Returns True when every cell ran; on the first raising cell, records its traceback, saves, returns False.
+    Runs in the current working directory (the sweep starts it in the notebook's folder).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # before any chapter code imports pyplot
+    import matplotlib.pyplot as plt
+
+    output = Path(output)
+    nb = inject_parameters(read_notebook(notebook), dict(parameters or {}))
+    namespace: dict[str, Any] = {"__name__": "__main__", "display": _display}
+    count = 0
+    for index, cell in enumerate(nb["cells"]):
+        if cell.get("cell_type") != "code":
+            continue
+        count += 1
+        cell["execution_count"], cell["outputs"] = count, []
+        started = time.monotonic()
+        error = None
+        with _captured() as (out, err):
+            try:
+                value = _run_cell(_without_magics(_source(cell)), namespace, f"<cell {index}>")
+            except BaseException as exc:  # noqa: BLE001 - any failure of chapter code ends the run
+                value, error = None, exc
+                traceback.print_exc()
+        for name, buffer in (("stdout", out), ("stderr", err)):
+            if buffer.getvalue():
+                cell["outputs"].append({"output_type": "stream", "name": name, "text": buffer.getvalue()})
+        if value is not None and not isinstance(value, matplotlib.figure.Figure):
+            cell["outputs"].append(
+                {
+                    "output_type": "execute_result",
+                    "execution_count": count,
+                    "data": {"text/plain": _display_text(value)},
+                    "metadata": {},
+                }
+            )
+        cell.setdefault("metadata", {})["execution_seconds"] = round(time.monotonic() - started, 3)
+        plt.close("all")
+        if error is not None:
+            cell["outputs"].append(
+                {
+                    "output_type": "error",
+                    "ename": type(error).__name__,
+                    "evalue": str(error),
+                    "traceback": traceback.format_exception(error),
+                }
+            )
+            _write_atomic(output, nb)
+            return False
+        _write_atomic(output, nb)  # progress survives a kill: the cells so far, with their output
+    return True
+
+
+def _exit_with_parent() -> None:
+    """Stop this process when the one that started it dies (it is then re-parented)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(137)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nbhelpers.notebook_runner",
+        description="Execute a chapter notebook without Jupyter: cells in order, one namespace, Agg figures.",
+    )
+    parser.add_argument("notebook", help="the notebook to run")
+    parser.add_argument("output", help="where the executed notebook goes")
+    parser.add_argument(
+        "--parameters-json", default="{}", metavar="JSON", help='e.g. \'{"attribute": "Smiling", "seed": 1}\''
+    )
+    args = parser.parse_args(argv)
+    try:
+        parameters = json.loads(args.parameters_json)
+    except json.JSONDecodeError as err:
+        parser.error(f"--parameters-json is not valid JSON: {err}")
+    if not isinstance(parameters, dict):
+        parser.error("--parameters-json must be a JSON object of name -> value")
+    _exit_with_parent()
+    try:
+        return 0 if run_notebook(args.notebook, args.output, parameters) else 1
+    except NotebookError as err:
+        print(f"nbhelpers.notebook_runner: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
