@@ -170,6 +170,9 @@ class Plan:
     runs: list[Run]
     device: str
     left_out: list[str] = field(default_factory=list)
+    keep_finished: bool = (
+        False  # a finished run counts as up to date whatever changed since (--keep-finished)
+    )
 
 
 @dataclass
@@ -366,6 +369,7 @@ def plan_sweep(
     tasks_for: TasksFor | None = None,
     params: dict[str, Any] | None = None,
     engine: str = "auto",
+    keep_finished: bool = False,
 ) -> Plan:
     """Every (chapter, task, seed) run of a sweep, validated.
 
@@ -400,7 +404,7 @@ def plan_sweep(
     ]
     if not runs:
         raise SweepError(f"nothing to run: {'; '.join(left_out) or 'the chosen chapters take no tasks'}")
-    return Plan(runs=runs, device=device, left_out=left_out)
+    return Plan(runs=runs, device=device, left_out=left_out, keep_finished=keep_finished)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -411,8 +415,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def stale_reason(run: Run, code_version: str) -> str | None:
-    """None when ``run`` is up to date (stamped result of this code and notebook), else why it must run."""
+def stale_reason(run: Run, code_version: str, keep_finished: bool = False) -> str | None:
+    """None when ``run`` is up to date (stamped result of this code and notebook), else why it must run.
+
+    ``keep_finished``: a complete, untouched result is up to date even if the code, the notebook or the
+    parameters changed since it was made (to add runs beside committed ones without redoing them)."""
     if not run.result_path.exists():
         return "no result yet"
     if not run.stamp_path.exists():
@@ -425,6 +432,8 @@ def stale_reason(run: Run, code_version: str) -> str | None:
         return "result or stamp unreadable"
     if stamp.get("result_sha256") != hashlib.sha256(result_bytes).hexdigest():
         return "result changed since it was stamped"
+    if keep_finished:
+        return None
     if result.get("code_version") != code_version:
         return f"code changed ({result.get('code_version')} -> {code_version})"
     if stamp.get("notebook_sha256") != _sha256(run.notebook):
@@ -719,7 +728,7 @@ def sweep(
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs must be at least 1, got {jobs}")
     code_version = results.code_version()
-    stale = [stale_reason(run, code_version) is not None for run in plan.runs]
+    stale = [stale_reason(run, code_version, plan.keep_finished) is not None for run in plan.runs]
     todo = [run for run, must_run in zip(plan.runs, stale, strict=True) if must_run]
     skipped = [run for run, must_run in zip(plan.runs, stale, strict=True) if not must_run]
     finished: list[RunOutcome] = []
@@ -815,12 +824,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--book-dir", metavar="DIR", help="folder of the chapter notebooks (default: book/)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and whether each is up to date")
+    parser.add_argument(
+        "--keep-finished",
+        action="store_true",
+        help="count every finished run as up to date even if the code, notebook or --param values changed "
+        "since (run only what has no result yet, e.g. beside committed results)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _print_plan(plan: Plan, dry_run: bool) -> None:
     code_version = results.code_version()
-    reasons = [stale_reason(run, code_version) for run in plan.runs]
+    reasons = [stale_reason(run, code_version, plan.keep_finished) for run in plan.runs]
     todo = sum(reason is not None for reason in reasons)
     first = plan.runs[0]
     runs = f"{len(plan.runs)} run{'s' if len(plan.runs) != 1 else ''}"
@@ -854,6 +869,7 @@ def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
             tasks_for=tasks_for,
             params=params,
             engine=args.engine,
+            keep_finished=args.keep_finished,
         )
         _print_plan(plan, args.dry_run)
         if args.dry_run:

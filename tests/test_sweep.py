@@ -156,6 +156,7 @@ def test_stale_reason_names_what_changed(finished, tmp_path):
     current = json.loads(run.result_path.read_text())["code_version"]
     assert sweep.stale_reason(run, current) is None
     assert sweep.stale_reason(run, "0.0.0+other").startswith("code changed")
+    assert sweep.stale_reason(run, "0.0.0+other", keep_finished=True) is None
 
     notebook = run.notebook.read_bytes()
     nb = nbformat.reads(notebook.decode(), as_version=4)
@@ -171,6 +172,7 @@ def test_stale_reason_names_what_changed(finished, tmp_path):
     edited["metrics"]["value"] += 1
     run.result_path.write_text(json.dumps(edited))
     assert sweep.stale_reason(run, current) == "result changed since it was stamped"
+    assert sweep.stale_reason(run, current, keep_finished=True) == "result changed since it was stamped"
     run.result_path.write_bytes(result)
     assert sweep.stale_reason(run, current) is None
 
@@ -195,6 +197,9 @@ def test_param_reaches_the_notebook_and_a_new_value_reruns(finished, tmp_path, c
     # Back to the notebook's default: the stamp records scale=100, so the run is stale again.
     assert sweep.main([*argv, "--dry-run"], tasks_for=probe_tasks) == 0
     assert "run   (parameters changed ({'scale': 100} -> {}))" in capsys.readouterr().out
+    assert sweep.main([*argv, "--keep-finished"], tasks_for=probe_tasks) == 0
+    assert "0 finished, 1 up to date" in capsys.readouterr().out
+    assert json.loads(smiling.read_text())["metrics"]["value"] == 200 + len("Smiling")
 
 
 def test_parse_params_reads_literals_and_keeps_other_text():
