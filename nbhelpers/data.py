@@ -28,9 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from nbhelpers import config
+from nbhelpers.progress import tqdm
 
 DATASETS: tuple[str, ...] = ("celeba", "mnist")
 CELEBA_ATTRIBUTES: tuple[str, ...] = (

@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from nbhelpers import paper_values
 from nbhelpers.attacks import ATTACKS, FOOLBOX_ATTACKS, AttackResult, run_attacks
@@ -49,6 +48,7 @@ from nbhelpers.models import (
     search_gamma,
 )
 from nbhelpers.models.training import resolve_device
+from nbhelpers.progress import tqdm
 from nbhelpers.report import PIXEL_BINS, RobustnessReport, report_from_attacks
 from nbhelpers.summary import adversarial_accuracy
 

@@ -12,9 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tqdm.auto import tqdm
-
 from nbhelpers.config import VALID_DEVICES, get_profile
+from nbhelpers.progress import tqdm
 
 HELP = "export a symmetric/asymmetric/fitted dataset and its models (one task or all 15)"
 # datasets.VARIANTS, repeated so that building the command line imports neither torch nor the data module

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from nbhelpers.config import get_device
+from nbhelpers.progress import tqdm
 
 __all__ = ["MFA", "VALID_INITS", "CHUNK_BYTES", "CPU_CHUNK_BYTES"]
 

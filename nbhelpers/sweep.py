@@ -48,6 +48,7 @@ from nbhelpers import results
 from nbhelpers.config import VALID_DEVICES, get_device, get_profile, project_root
 from nbhelpers.config import results_dir as default_results_dir
 from nbhelpers.notebook_runner import NotebookError, notebook_parameters
+from nbhelpers.progress import TEXT_PROGRESS_ENV
 
 HELP = "run chapter notebooks for many tasks, seeds and a profile (resumable, parallel)"
 
@@ -473,6 +474,23 @@ def _process_output_to(stdout_path: Path, stderr_path: Path) -> Iterator[None]:
             os.close(copy)
 
 
+# What a run's notebook sees besides the caller's environment (the caller's own settings win): text
+# progress bars, so that the run's .stderr.log shows how far it is, updated at most once a minute.
+RUN_ENVIRONMENT = {TEXT_PROGRESS_ENV: "1", "TQDM_MININTERVAL": "60"}
+
+
+@contextmanager
+def _run_environment() -> Iterator[None]:
+    """Add :data:`RUN_ENVIRONMENT` to ``os.environ`` while a notebook starts and runs, then restore it."""
+    added = {k: v for k, v in RUN_ENVIRONMENT.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 class NotebookRunError(RuntimeError):
     """A notebook run by the ``python`` engine failed; ``ename``/``evalue`` as papermill reports them."""
 
@@ -525,7 +543,12 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
     try:
         redirect = _process_output_to(run.stdout_log, run.stderr_log) if own_process else nullcontext()
         # Append mode: the kernel's own output may share these files.
-        with redirect, open(run.stdout_log, "a") as stdout, open(run.stderr_log, "a") as stderr:
+        with (
+            redirect,
+            _run_environment(),
+            open(run.stdout_log, "a") as stdout,
+            open(run.stderr_log, "a") as stderr,
+        ):
             if run.engine == "python":
                 _execute_python(run, stdout, stderr)
             else:

@@ -21,7 +21,8 @@ import scipy.linalg
 from scipy import ndimage
 from scipy.optimize import elementwise
 from scipy.special import logsumexp
-from tqdm.auto import tqdm
+
+from nbhelpers.progress import tqdm
 
 # Eigenvalues of (P2 - P1) / 2 below this fraction of the precision matrices' size are
 # inversion round-off (they are exactly 0 when S1 == S2) and are set to 0.

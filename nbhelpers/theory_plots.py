@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from nbhelpers import theory
+from nbhelpers.progress import tqdm
 from nbhelpers.widgets import image_slider
 
 CLASS_COLORS = ("tab:blue", "tab:orange")

@@ -105,6 +105,7 @@ def test_sweep_leaves_one_notebook_result_stamp_and_logs_per_run(finished):
         assert result["metrics"]["value"] == 20 + len(attribute)
         assert result["metrics"]["cwd"] == "book"  # chapters execute inside the book folder
         assert result["metrics"]["device"] == "auto"
+        assert result["metrics"]["text_progress"] == "1"  # progress bars as text, into the run's log
         assert result["code_version"] == results.code_version()
         stamp = json.loads(Path(f"{path}.done").read_text())
         assert stamp["notebook_sha256"] == hashlib.sha256((book / "90_probe.ipynb").read_bytes()).hexdigest()
@@ -202,6 +203,18 @@ def test_param_reaches_the_notebook_and_a_new_value_reruns(finished, tmp_path, c
     assert json.loads(smiling.read_text())["metrics"]["value"] == 200 + len("Smiling")
 
 
+def test_text_progress_env_switches_the_bars_to_text():
+    check = "from nbhelpers.progress import tqdm; print(tqdm.__module__)"
+    modules = {}
+    for value in ("1", "0"):
+        env = {**os.environ, sweep.TEXT_PROGRESS_ENV: value}
+        out = subprocess.run(
+            [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
+        )
+        modules[value] = out.stdout.strip()
+    assert modules["1"] == "tqdm.std" and modules["0"] != "tqdm.std"  # "0": tqdm.auto's choice
+
+
 def test_parse_params_reads_literals_and_keeps_other_text():
     assert sweep.parse_params(["figure8=False", "n_attack=200", 'attacks=["ddn"]', "name=Smiling"]) == {
         "figure8": False,
@@ -261,6 +274,7 @@ def test_python_engine_runs_without_jupyter_and_reports_failures(book, capsys, m
     smiling = result_file(book, "celeba", "Smiling", seed=1)
     result = json.loads(smiling.read_text())
     assert result["metrics"]["value"] == 7 + len("Smiling") and result["metrics"]["cwd"] == "book"
+    assert result["metrics"]["text_progress"] == "1" and sweep.TEXT_PROGRESS_ENV not in os.environ
     nb = json.loads(run_file(book, "celeba", "Smiling", ".ipynb", seed=1).read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert "attribute = 'Smiling'" in injected[0]["source"] and "scale = 7" in injected[0]["source"]

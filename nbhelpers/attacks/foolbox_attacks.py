@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from nbhelpers.config import get_profile
+from nbhelpers.progress import tqdm
 
 FOOLBOX_ATTACKS = ("cw", "fmn", "ddn")
 

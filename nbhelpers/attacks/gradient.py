@@ -35,9 +35,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from nbhelpers.classifier import BayesClassifier
+from nbhelpers.progress import tqdm
 
 
 @dataclass

@@ -22,9 +22,9 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.svm import SVC
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from nbhelpers.models.training import ArrayLike, as_labelled_tensors, resolve_device
+from nbhelpers.progress import tqdm
 
 VALID_PRECOMPUTED = ("auto", True, False)
 #: ``precomputed="auto"`` uses the Gram path from this many training samples on (on 1000 CelebA

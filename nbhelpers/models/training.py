@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from nbhelpers.config import get_device
+from nbhelpers.progress import tqdm
 
 ArrayLike = np.ndarray | Tensor
 #: ``sampler(n, generator) -> (x [n, d] or [n, C, H, W], y [n])``: n fresh labelled examples.
