@@ -14,7 +14,7 @@ from nbhelpers.datasets import TaskModels, helix_surface, sample_dataset
 from nbhelpers.mfa import MFA
 
 
-def _show(ax: plt.Axes, image: np.ndarray) -> None:
+def show_image(ax: plt.Axes, image: np.ndarray) -> None:
     """Draw one [H, W, C] image in [0, 1] (grey when C == 1)."""
     image = np.clip(image, 0.0, 1.0)
     if image.shape[-1] == 1:
@@ -46,7 +46,7 @@ def plot_class_samples(models: TaskModels, variant: str = "symmetric", n: int = 
     fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6))
     for label in (0, 1):
         for col, image in enumerate(images[y == label][:n]):
-            _show(axes[label, col], image)
+            show_image(axes[label, col], image)
         axes[label, 0].set_ylabel(models.class_names[label], rotation=0, ha="right", va="center")
     fig.suptitle(f"{variant} samples, {models.dataset}/{models.attribute}")
     fig.tight_layout()
@@ -62,7 +62,7 @@ def plot_outlier_means(models: TaskModels) -> Figure:
     diff = to_hwc((means[1] - models.data_mean)[None].astype(np.float32), models.image_shape)[0]
     fig, axes = plt.subplots(1, 4, figsize=(8.5, 2.5))
     for ax, image, title in zip(axes, images, titles, strict=False):
-        _show(ax, image)
+        show_image(ax, image)
         ax.set_title(title, fontsize=9)
     scale = np.abs(diff).max() or 1.0
     axes[3].imshow(diff.mean(axis=-1), cmap="coolwarm", vmin=-scale, vmax=scale)

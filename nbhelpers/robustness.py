@@ -44,6 +44,7 @@ from nbhelpers.bounds import plot_figure11 as plot_distance_histogram
 from nbhelpers.classifier import BayesClassifier
 from nbhelpers.config import get_device, get_profile
 from nbhelpers.data import to_hwc
+from nbhelpers.dataset_plots import show_image
 from nbhelpers.datasets import OUTLIER_SIGMA, SYMMETRIC_SIGMA, TaskModels, sample_dataset
 from nbhelpers.display import Markdown
 from nbhelpers.report import PERCEPTIBLE_LEVELS, PIXEL_BINS, RobustnessReport, report_from_attacks
@@ -248,17 +249,6 @@ def evaluate_bayes(
     )
 
 
-def _show(ax: plt.Axes, image: np.ndarray) -> None:
-    """One [H, W, C] image in [0, 1] (grey for C = 1), without ticks."""
-    image = np.clip(image, 0.0, 1.0)
-    if image.shape[-1] == 1:
-        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(image)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def plot_symmetric_vs_asymmetric(
     symmetric: BayesEvaluation, asymmetric: BayesEvaluation, n_show: int = 5
 ) -> Figure:
@@ -295,7 +285,7 @@ def plot_symmetric_vs_asymmetric(
         for col, index in enumerate(shown):
             axes = [fig.add_subplot(grid[3 * block + row, col]) for row in range(3)]
             for row, ax in enumerate(axes):
-                _show(ax, images[row][col])
+                show_image(ax, images[row][col])
                 if col == 0:
                     ax.set_ylabel(labels[row], fontsize=9)
             axes[0].set_title(f"{ev.class_names[int(ev.y[index])]}, L2 {ev.result.l2[index]:.2f}", fontsize=9)

@@ -592,6 +592,13 @@ def _yardsticks(ax: plt.Axes) -> None:
     )
 
 
+def _empty_figure(text: str) -> Figure:
+    """A small figure that only says ``text`` (what is missing and the command that makes it)."""
+    fig, ax = plt.subplots(figsize=(7, 1.8))
+    _empty_note(ax, text)
+    return fig
+
+
 def _empty_note(ax: plt.Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9)
     ax.set_xticks([])
@@ -672,13 +679,9 @@ def plot_figure8(results: SummaryResults) -> Figure:
     L2 of TRADES-trained CNNs, the means over the tasks per beta, beside the other models' means."""
     table = figure8_table(results)
     if table.empty:
-        fig, ax = plt.subplots(figsize=(7, 1.8))
-        _empty_note(
-            ax,
-            f"Figure 8: no sweeps of chapter 04 yet ({_scope(results)}):\n"
-            f"{sweep_command('figure8', results)}",
+        return _empty_figure(
+            f"Figure 8: no sweeps of chapter 04 yet ({_scope(results)}):\n{sweep_command('figure8', results)}"
         )
-        return fig
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     tasks = results.tasks(LEARNED_CHAPTER)
     bayes = [_report_value(results, LEARNED_CHAPTER, t, "bayes", "mean_l2") for t in tasks]
@@ -741,13 +744,10 @@ def plot_figure9(results: SummaryResults) -> Figure:
     """Figure 9 (right): grouped bars of the mean attack L2 per model trained on real CelebA images."""
     table = figure9_table(results)
     if table.empty:
-        fig, ax = plt.subplots(figsize=(7, 1.8))
-        _empty_note(
-            ax,
+        return _empty_figure(
             f"Figure 9: no real-data results of chapter 05 yet ({_scope(results)}):\n"
-            f"{sweep_command('figure9', results)}",
+            f"{sweep_command('figure9', results)}"
         )
-        return fig
     fig, ax = plt.subplots(figsize=(4 + 0.9 * max(len(table), 2), 3.8))
     _grouped_bars(ax, table, pv.REAL_MODELS)
     _yardsticks(ax)

@@ -335,19 +335,16 @@ def parse_params(specs: Sequence[str] | None) -> dict[str, Any]:
     return params
 
 
-def _declared_parameters(notebook: Path) -> list[str]:
-    return list(notebook_parameters(notebook))
+ChapterParams = tuple[tuple[str, Any], ...]  # (name, value) pairs, sorted by name
 
 
-def _params_for(chapter: str, notebook: Path, params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The ``params`` that ``notebook`` declares, sorted by name."""
-    declared = set(_declared_parameters(notebook)) if params else set()
-    return tuple(sorted((k, v) for k, v in params.items() if k in declared))
+def _chapter_params(params: dict[str, Any], notebooks: dict[str, Path]) -> dict[str, ChapterParams]:
+    """Each chapter's share of ``params`` (the names its parameters cell declares), sorted by name.
 
-
-def _check_params(params: dict[str, Any], notebooks: dict[str, Path]) -> None:
-    """Every ``--param`` must be declared by at least one chosen chapter's parameters cell."""
-    declared = {chapter: _declared_parameters(path) for chapter, path in notebooks.items()} if params else {}
+    Every ``--param`` must be declared by at least one chosen chapter."""
+    if not params:
+        return {chapter: () for chapter in notebooks}
+    declared = {chapter: list(notebook_parameters(path)) for chapter, path in notebooks.items()}
     for name in params:
         if not any(name in names for names in declared.values()):
             valid = "; ".join(
@@ -355,6 +352,10 @@ def _check_params(params: dict[str, Any], notebooks: dict[str, Path]) -> None:
                 for chapter, names in declared.items()
             )
             raise SweepError(f"unknown parameter {name!r}: no chosen chapter declares it (they take {valid})")
+    return {
+        chapter: tuple(sorted((k, v) for k, v in params.items() if k in names))
+        for chapter, names in declared.items()
+    }
 
 
 def plan_sweep(
@@ -394,8 +395,7 @@ def plan_sweep(
     base = Path(results_dir).resolve() if results_dir else default_results_dir().resolve()
     out = Path(out_dir).resolve() if out_dir else base / "sweeps" / profile
     notebooks = resolve_chapters(chapters, book)
-    _check_params(params, notebooks)
-    extra = {chapter: _params_for(chapter, notebook, params) for chapter, notebook in notebooks.items()}
+    extra = _chapter_params(params, notebooks)
     by_chapter, left_out = resolve_tasks(tasks, list(notebooks), tasks_for or chapter_tasks)
     runs = [
         Run(chapter, dataset, attribute, profile, seed, device, notebook, out, base, extra[chapter], engine)
