@@ -417,7 +417,7 @@ class MFA(torch.nn.Module):
                         "check the data scale or raise min_variance"
                     )
                 self.history_.append(loglik)
-                bar.set_postfix(loglik=f"{loglik:.6g}")
+                bar.set_postfix(loglik=f"{loglik:.6g}", refresh=False)
                 converged = tol is not None and iteration > 0 and loglik - self.history_[-2] < tol
                 if iteration == n_iter or converged:
                     break

@@ -213,7 +213,7 @@ class L2ComponentGradientAttack:
             prev[move] = cur[move]
             cur[move] = (xa[keep] + self.step_size * grad[keep] / norm[keep, None]).clamp(low, high)
             steps[move] += 1
-            bar.set_postfix(active=int(move.numel()))
+            bar.set_postfix(active=int(move.numel()), refresh=False)
         bar.close()
 
         hi = self._bisect(model, prev, cur, rows_y, flipped)

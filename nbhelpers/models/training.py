@@ -200,7 +200,7 @@ def train_with_loss(
                 correct += int((logits.detach().argmax(1) == yb).sum())
                 count += n_batch
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.3f}")
+                bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.3f}", refresh=False)
             seen += count
             history["epoch"].append(epoch)
             history["loss"].append(loss_sum / count)
