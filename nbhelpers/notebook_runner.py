@@ -225,16 +225,34 @@ def run_notebook(
     return True
 
 
-def _exit_with_parent() -> None:
-    """Stop this process when the one that started it dies (it is then re-parented)."""
-    parent = os.getppid()
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1]
+    except OSError:  # no /proc (macOS) or the process just went
+        return True
+    return state != "Z"
+
+
+def exit_when_gone(pid: int | None = None, interval: float = 1.0) -> None:
+    """Stop this process (status 137) once process ``pid`` has died; default: the one that started it.
+
+    A background thread polls every ``interval`` seconds, so a killed sweep leaves no run behind.
+    """
+    parent = os.getppid() if pid is None else pid
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
+        while (os.getppid() == parent) if pid is None else process_alive(parent):
+            time.sleep(interval)
         os._exit(137)
 
-    threading.Thread(target=watch, daemon=True).start()
+    threading.Thread(target=watch, name="exit-when-gone", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--parameters-json is not valid JSON: {err}")
     if not isinstance(parameters, dict):
         parser.error("--parameters-json must be a JSON object of name -> value")
-    _exit_with_parent()
+    exit_when_gone()
     try:
         return 0 if run_notebook(args.notebook, args.output, parameters) else 1
     except NotebookError as err:

@@ -36,6 +36,7 @@ import os
 import platform
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -944,6 +945,30 @@ def read_manifest(results_dir: str | os.PathLike) -> dict[str, Any] | None:
     return manifest if "runs" in manifest else {"runs": [manifest]}
 
 
+def _run_forwarding_signals(argv: list[str]) -> int:
+    """Run ``argv`` to its end, even when this process is told to stop: SIGTERM is passed on to the command,
+    and SIGINT (Ctrl-C, which the terminal also sends to the command) waits for it. A killed command thus
+    still gets its manifest entry, with the status it ended with."""
+    child = subprocess.Popen(argv)
+
+    def forward(signum: int, _frame: Any) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    handlers = {signal.SIGTERM: forward, signal.SIGINT: lambda *_: None}
+    previous: dict[int, Any] = {}
+    try:
+        for sig, handler in handlers.items():
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals keep their handlers
+        pass
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def record_command(command: Sequence[str], results_dir: str | os.PathLike) -> int:
     """Run ``command`` (an argv list), then add its entry to ``results_dir``'s manifest (with the result
     files it wrote or changed); the command's exit status."""
@@ -951,7 +976,7 @@ def record_command(command: Sequence[str], results_dir: str | os.PathLike) -> in
         raise ValueError("no command to run: pass an argv list, e.g. ['python', '-m', 'nbhelpers', 'sweep']")
     before = result_files(results_dir)
     started = time.time()
-    status = subprocess.run(list(command)).returncode
+    status = _run_forwarding_signals(list(command))
     finished = time.time()
     changed = [name for name, digest in result_files(results_dir).items() if before.get(name) != digest]
     write_manifest(results_dir, command, started, finished, exit_status=status, results=changed)
@@ -1041,7 +1066,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given: put it after --, e.g. -- python -m nbhelpers sweep --profile paper")
-    return record_command(command, args.results_dir)
+    status = record_command(command, args.results_dir)
+    return 128 - status if status < 0 else status  # killed by signal N: the shell's 128 + N
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from nbhelpers import results
 from nbhelpers.config import VALID_DEVICES, get_device, get_profile, project_root
 from nbhelpers.config import results_dir as default_results_dir
-from nbhelpers.notebook_runner import NotebookError, notebook_parameters
+from nbhelpers.notebook_runner import NotebookError, exit_when_gone, notebook_parameters
 from nbhelpers.progress import TEXT_PROGRESS_ENV
 
 HELP = "run chapter notebooks for many tasks, seeds and a profile (resumable, parallel)"
@@ -641,9 +641,15 @@ def local_worker_envs(device: str, jobs: int | None = None) -> list[dict[str, st
     return [{} for _ in range(jobs)]
 
 
-def _set_environment(env: dict[str, str]) -> None:
+def _start_worker(env: dict[str, str], sweep_pid: int) -> None:
+    """Worker initializer: take environment ``env``, and exit when the sweep process ``sweep_pid`` dies.
+
+    A pool worker busy with a run would otherwise finish it (hours) after its sweep was killed; its kernel
+    (ipykernel's parent poller) or notebook runner process then follows it within a second.
+    """
     os.environ.clear()
     os.environ.update(env)
+    exit_when_gone(sweep_pid)
 
 
 def _worker(env: dict[str, str]) -> ProcessPoolExecutor:
@@ -657,7 +663,10 @@ def _worker(env: dict[str, str]) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
     # The whole environment: a fork server keeps the one it started with.
     return ProcessPoolExecutor(
-        max_workers=1, mp_context=context, initializer=_set_environment, initargs=({**os.environ, **env},)
+        max_workers=1,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=({**os.environ, **env}, os.getpid()),
     )
 
 

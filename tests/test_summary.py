@@ -6,8 +6,10 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -355,6 +357,29 @@ def test_record_runs_the_command_and_lists_the_results_it_wrote(tmp_path):
     assert entry["wall_seconds"] >= 0
     assert entry["results"] == ["paper/new.json", "paper/old.json"]
     assert summary.read_manifest(tmp_path / "none") is None
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_record_passes_sigterm_on_and_still_writes_the_entry(tmp_path):
+    """A sweep stopped with `kill` keeps its manifest entry: the wrapper hands SIGTERM to the command."""
+    (tmp_path / "paper").mkdir()
+    started = tmp_path / "paper" / "started.json"
+    script = f"import pathlib, time; pathlib.Path({str(started)!r}).write_text('{{}}'); time.sleep(120)"
+    argv = [sys.executable, "-m", "nbhelpers.summary", "--results-dir", str(tmp_path), "--"]
+    proc = subprocess.Popen([*argv, sys.executable, "-c", script], cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.exists(), "the recorded command did not start"
+        os.kill(proc.pid, signal.SIGTERM)  # the wrapper only, not its process group
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    (entry,) = summary.read_manifest(tmp_path)["runs"]
+    assert entry["exit_status"] == -signal.SIGTERM
+    assert entry["results"] == ["paper/started.json"]
 
 
 def test_describe_results_flags_results_of_other_code(results_dir):

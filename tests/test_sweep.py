@@ -313,17 +313,26 @@ def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
         if state == "Z":  # dead, waiting to be reaped by init
             return
         time.sleep(0.2)
-    raise AssertionError(f"the kernel {pid} outlived its sweep worker by {timeout} s")
+    raise AssertionError(f"process {pid} (a sweep worker or its kernel) outlived its sweep by {timeout} s")
 
 
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX signals")
 @pytest.mark.parametrize(
-    ("victim", "engine"), [("worker", "papermill"), ("sweep", "papermill"), ("worker", "python")]
+    ("victim", "engine"),
+    [
+        ("worker", "papermill"),
+        ("sweep", "papermill"),
+        ("worker", "python"),
+        ("main", "papermill"),
+        ("main", "python"),
+    ],
 )
 def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeypatch, victim, engine):
-    """SIGKILL the worker running a (sleeping) run, or the whole sweep; then re-run the same command.
+    """SIGKILL the worker running a (sleeping) run, or the whole sweep (its process group), or SIGTERM the
+    sweep's own process alone (`kill PID`); then re-run the same command.
 
-    With the python engine the "kernel" is the notebook runner's process: it must not outlive its worker."""
+    No process may outlive its sweep: not the worker, not the kernel (with the python engine, the notebook
+    runner's process)."""
     log, marker = tmp_path / "executed.log", tmp_path / "in_flight.json"
     version = results.code_version()
     env = {
@@ -348,14 +357,17 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
         assert pids["worker"] != proc.pid  # runs execute in worker processes
         if victim == "worker":
             os.kill(pids["worker"], signal.SIGKILL)
-        else:
+        elif victim == "sweep":
             os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=180)
+        _wait_until_gone(pids["worker"])
+        _wait_until_gone(pids["kernel"])
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    _wait_until_gone(pids["kernel"])
 
     results_dir = book.parent / "results"
     first = "90_probe__mnist__0_vs_6__seed0.json"
@@ -372,7 +384,7 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
         }
         missing = ["celeba:Slow:0"]
     else:
-        assert proc.returncode == -signal.SIGKILL
+        assert proc.returncode == -(signal.SIGKILL if victim == "sweep" else signal.SIGTERM)
         assert executed(log) == ["mnist:0_vs_6:0", "celeba:Slow:0"]
         done = {first, f"{first}.done"}
         missing = ["celeba:Slow:0", "celeba:Smiling:0"]
