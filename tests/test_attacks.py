@@ -13,6 +13,7 @@ from nbhelpers.attacks import (
     run_attacks,
     run_foolbox_attack,
 )
+from nbhelpers.attacks import foolbox_attacks as fa
 from nbhelpers.classifier import BayesClassifier
 from nbhelpers.mfa import MFA
 from nbhelpers.theory import closest_boundary_points
@@ -81,6 +82,20 @@ def test_foolbox_attacks_hit_the_isotropic_boundary(name, median_tol, max_tol):
     assert ratio.min() > 1 - BELOW_TOL
     assert np.median(ratio) < 1 + median_tol and ratio.max() < 1 + max_tol
     assert (model.predict(out.x_adv) != y).all()
+
+
+def test_foolbox_batches_do_not_change_ddn_and_bad_sizes_are_refused():
+    """DDN treats every sample on its own: splitting 12 samples into batches of 5 gives the same
+    perturbations as the device's default batch (all 12 at once)."""
+    model, x, y, _ = isotropic_pair(n=12)
+    assert fa.CPU_BATCH_SIZE >= 12 and fa.CUDA_BATCH_SIZE >= 1000  # the paper profile's 1000 in one batch
+    whole = run_foolbox_attack(model, x.float(), y, "ddn")
+    split = run_foolbox_attack(model, x.float(), y, "ddn", batch_size=5)
+    assert whole.success.all()
+    torch.testing.assert_close(split.l2, whole.l2, rtol=1e-5, atol=1e-6)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+            run_foolbox_attack(model, x.float(), y, "ddn", batch_size=bad)
 
 
 def test_foolbox_attacks_on_unequal_covariances():

@@ -46,7 +46,7 @@ def run_attacks(
     device: str = "auto",
     gradient_kwargs: dict[str, Any] | None = None,
     foolbox_kwargs: dict[str, dict[str, Any]] | None = None,
-    batch_size: int = 128,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> AttackResult:
     """Attack ``x`` ``[n, ...]`` (in [0, 1]; true labels ``y`` ``[n]``) with each attack in ``attacks``.
@@ -54,6 +54,7 @@ def run_attacks(
     Names: "gradient" (``L2ComponentGradientAttack``, needs a ``BayesClassifier``; its
     constructor takes ``gradient_kwargs``), "cw", "fmn", "ddn" (foolbox, sizes from ``profile``;
     ``foolbox_kwargs[name]`` overrides constructor arguments). The model is moved to ``device``.
+    ``batch_size``: samples per foolbox batch (None: ``run_foolbox_attack``'s default for the device).
     """
     if isinstance(attacks, str):
         attacks = [attacks]
