@@ -1,0 +1,54 @@
+"""The benchmark scripts run, and count what they claim to count."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import torch
+from torch import nn
+
+from tests.conftest import ROOT
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _forward_flops(model: nn.Module, shape: tuple[int, int, int]) -> int:
+    """2 x multiply-adds of the convolutions and the linear layer (biases and activations not counted)."""
+    flops, (_, h, w) = 0, shape
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d):
+            s = layer.stride[0]
+            h, w = -(-h // s), -(-w // s)
+            flops += 2 * h * w * layer.out_channels * layer.in_channels * 9
+        elif isinstance(layer, nn.Linear):
+            flops += 2 * layer.in_features * layer.out_features
+    return flops
+
+
+def test_cnn_bench_counts_a_forward_and_an_input_backward_per_attack_step():
+    bench = _load("bench_cnn")
+    shape = bench.SHAPES["mnist"]
+    model = bench.CNN(shape, width=8, depth=4, seed=0).requires_grad_(False)
+    x, y = torch.rand(5, *shape), torch.tensor([0, 1, 0, 1, 1])
+    per_sample = bench.flops_per_sample(lambda: bench.attack_step(model, x, y), 5)
+    # weights frozen: the backward pass computes input gradients only, as many flops as the forward
+    assert per_sample == 2 * _forward_flops(model, shape)
+    grad = bench.attack_step(model, x, y)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+
+
+def test_cnn_bench_prints_a_row_per_dataset_with_positive_rates(capsys):
+    bench = _load("bench_cnn")
+    bench.main(["--profile", "quick", "--device", "cpu", "--seconds", "0.05", "--datasets", "mnist"])
+    out = capsys.readouterr().out
+    assert "attacks (16 + 16) samples x 500 steps, batch 128" in out
+    (row,) = [line for line in out.splitlines() if line.startswith("| mnist 1x28x28")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert all(float(c.replace(",", "")) > 0 for c in cells[1:5])
+    assert all(re.fullmatch(r"(\d+ h )?\d+ min \d+ s|\d+ h \d+ min", c) for c in cells[5:])
