@@ -405,6 +405,49 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
     assert not (results_dir / ".staging").exists()
 
 
+def _tagged_processes(tag: str) -> dict[int, str]:
+    """Pid -> command line of the live (not zombie) processes whose environment holds ``SWEEP_TEST_TAG=tag``
+    (Linux /proc). Kernels start their own sessions, so the environment, which every descendant
+    inherits, is what finds them all."""
+    found, marker = {}, f"SWEEP_TEST_TAG={tag}".encode()
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker not in (proc_dir / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (proc_dir / "stat").read_text().rsplit(") ", 1)[-1][:1]
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if state != "Z":
+            found[int(proc_dir.name)] = cmdline
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads the process table from /proc")
+@pytest.mark.parametrize("engine", ["papermill", "python"])
+def test_finished_sweep_leaves_no_process_behind(book, tmp_path, engine):
+    """Once the sweep command has exited, nothing it started (workers, fork server, kernels) lives on."""
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    argv = options(book, "--tasks", "mnist:0_vs_6", "celeba:Smiling", "--engine", engine)
+    proc = subprocess.Popen(
+        [sys.executable, str(DRIVER), *argv],
+        cwd=tmp_path,
+        env={**os.environ, "SWEEP_PROBE_LOG": str(tmp_path / "executed.log"), "SWEEP_TEST_TAG": tag},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    assert executed(tmp_path / "executed.log") == ["mnist:0_vs_6:0", "celeba:Smiling:0"]
+    deadline = time.monotonic() + 30
+    while (left := _tagged_processes(tag)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:  # do not leave them to the other tests
+        os.kill(pid, signal.SIGKILL)
+    assert left == {}, "processes outlived their sweep by 30 s"
+
+
 def _dirs(book: Path) -> dict[str, Path]:
     return {"book_dir": book, "results_dir": book.parent / "results"}
 
