@@ -26,9 +26,10 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from nbhelpers.attacks import foolbox_attacks
+from nbhelpers.attacks.foolbox_attacks import default_batch_size
 from nbhelpers.config import get_device, get_profile
 from nbhelpers.models import CNN
+from nbhelpers.summary import format_duration
 
 SHAPES = {"mnist": (1, 28, 28), "celeba": (3, 64, 64)}
 
@@ -76,12 +77,6 @@ def rate(fn, batch: int, seconds: float, device: torch.device) -> tuple[float, i
             return calls * batch / elapsed, calls
 
 
-def duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
-
-
 def measure(
     dataset: str, profile: str, device: torch.device, attack_batch: int, seconds: float, n_score: int
 ) -> str:
@@ -118,9 +113,9 @@ def measure(
         f"{train_rate * train_flops / 1e9:,.1f}",
         f"{attack_rate:,.0f}",
         f"{attack_rate * attack_flops / 1e9:,.1f}",
-        duration(train_seconds),
-        duration(attack_seconds),
-        duration(train_seconds + attack_seconds),
+        format_duration(train_seconds),
+        format_duration(attack_seconds),
+        format_duration(train_seconds + attack_seconds),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -140,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     sizes = get_profile(args.profile)
     device = get_device(args.device)
     m, a = sizes.models, sizes.attacks
-    attack_batch = args.attack_batch or (
-        foolbox_attacks.CUDA_BATCH_SIZE if device.type == "cuda" else foolbox_attacks.CPU_BATCH_SIZE
-    )
+    attack_batch = args.attack_batch or default_batch_size(device)
     n_train = 2 * sizes.datasets.n_train_per_class
     n_scored = min(args.n_score, a.n_attack)
     steps_per_sample = a.cw_steps * a.cw_binary_search_steps + 2 * a.min_norm_steps

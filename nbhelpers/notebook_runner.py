@@ -240,15 +240,14 @@ def process_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def exit_when_gone(pid: int | None = None, interval: float = 1.0) -> None:
-    """Stop this process (status 137) once process ``pid`` has died; default: the one that started it.
+def exit_when_gone(pid: int, interval: float = 1.0) -> None:
+    """Stop this process (status 137) once process ``pid`` has died.
 
     A background thread polls every ``interval`` seconds, so a killed sweep leaves no run behind.
     """
-    parent = os.getppid() if pid is None else pid
 
     def watch() -> None:
-        while (os.getppid() == parent) if pid is None else process_alive(parent):
+        while process_alive(pid):
             time.sleep(interval)
         os._exit(137)
 
@@ -272,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--parameters-json is not valid JSON: {err}")
     if not isinstance(parameters, dict):
         parser.error("--parameters-json must be a JSON object of name -> value")
-    exit_when_gone()
+    exit_when_gone(os.getppid())  # the sweep worker that started this run
     try:
         return 0 if run_notebook(args.notebook, args.output, parameters) else 1
     except NotebookError as err:

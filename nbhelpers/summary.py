@@ -983,7 +983,8 @@ def record_command(command: Sequence[str], results_dir: str | os.PathLike) -> in
     return status
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``5400`` -> ``1 h 30 min``; ``95`` -> ``1 min 35 s``."""
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
@@ -1006,7 +1007,7 @@ def _manifest_lines(entry: dict[str, Any]) -> list[str]:
     commit = entry.get("git_commit") or "unknown"
     if entry.get("git_local_changes"):
         commit += " (with local changes)"
-    wall = _duration(float(entry.get("wall_seconds", 0)))
+    wall = format_duration(float(entry.get("wall_seconds", 0)))
     made = entry.get("results")
     made_text = ", ".join(_result_label(n) for n in made) if made else "not recorded"
     return [

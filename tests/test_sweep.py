@@ -23,6 +23,7 @@ import pytest
 
 from nbhelpers import results, sweep
 from nbhelpers.__main__ import SUBCOMMANDS, build_parser
+from nbhelpers.notebook_runner import process_alive
 from tests.conftest import ROOT
 from tests.data.run_probe_sweep import probe_tasks
 
@@ -305,12 +306,7 @@ def _wait_for_marker(marker: Path, proc: subprocess.Popen, timeout: float = 180.
 def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0]
-        except (ProcessLookupError, FileNotFoundError):
-            return
-        if state == "Z":  # dead, waiting to be reaped by init
+        if not process_alive(pid):  # gone, or a zombie waiting to be reaped
             return
         time.sleep(0.2)
     raise AssertionError(f"process {pid} (a sweep worker or its kernel) outlived its sweep by {timeout} s")
@@ -414,11 +410,10 @@ def _tagged_processes(tag: str) -> dict[int, str]:
         try:
             if marker not in (proc_dir / "environ").read_bytes().split(b"\0"):
                 continue
-            state = (proc_dir / "stat").read_text().rsplit(") ", 1)[-1][:1]
             cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:  # ended meanwhile, or not ours to read
             continue
-        if state != "Z":
+        if process_alive(int(proc_dir.name)):
             found[int(proc_dir.name)] = cmdline
     return found
 

@@ -99,6 +99,11 @@ CPU_BATCH_SIZE = 128
 CUDA_BATCH_SIZE = 1024
 
 
+def default_batch_size(device: torch.device | str) -> int:
+    """Samples per foolbox batch on ``device`` when none is given."""
+    return CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
+
+
 def run_foolbox_attack(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -116,7 +121,7 @@ def run_foolbox_attack(
     ``attack`` is a name from ``FOOLBOX_ATTACKS`` (built by ``make_foolbox_attack`` with the
     profile and ``overrides``) or a ready foolbox attack. ``device`` defaults to where the model's
     parameters/buffers live. Results come back on ``x``'s device. ``batch_size``: samples attacked
-    together (default ``CUDA_BATCH_SIZE`` on a GPU, ``CPU_BATCH_SIZE`` elsewhere).
+    together (default: ``default_batch_size(device)``).
     """
     if x.shape[0] == 0:
         raise ValueError("no samples to attack: x is empty")
@@ -131,7 +136,7 @@ def run_foolbox_attack(
         device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
     device = torch.device(device)
     if batch_size is None:
-        batch_size = CUDA_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
+        batch_size = default_batch_size(device)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     fb = _foolbox()
