@@ -53,6 +53,7 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, sort_keys=True, default=_jsonable)
+            handle.write("\n")  # a text file ends with a newline (diffs, cat, git)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; results are meant to be shared

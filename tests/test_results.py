@@ -1,0 +1,35 @@
+"""Result files: atomic JSON writes and the result-path naming the sweep relies on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nbhelpers.results import load_results, result_path, save_result, write_json_atomic
+
+
+def test_write_json_atomic_round_trips_numpy_and_ends_with_newline(tmp_path):
+    path = write_json_atomic(tmp_path / "sub" / "r.json", {"l2": np.array([1.5, 2.0]), "n": np.int64(3)})
+    text = path.read_text()
+    assert text.endswith("}\n")
+    assert json.loads(text) == {"l2": [1.5, 2.0], "n": 3}
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_write_json_atomic_failure_keeps_the_old_file(tmp_path):
+    path = write_json_atomic(tmp_path / "r.json", {"value": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"value": object()})  # not serialisable: fails half-way through the dump
+    assert json.loads(path.read_text()) == {"value": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_save_result_names_the_file_from_its_parameters(tmp_path):
+    path = save_result("03_bayes_robustness", "celeba", "Smiling", "paper", 2, {"mean_l2": 3.04}, tmp_path)
+    assert path == result_path("03_bayes_robustness", "celeba", "Smiling", "paper", 2, tmp_path)
+    assert path.name == "03_bayes_robustness__celeba__Smiling__seed2.json"
+    (loaded,) = load_results("paper", tmp_path)
+    assert loaded["metrics"] == {"mean_l2": 3.04}
+    assert (loaded["attribute"], loaded["seed"]) == ("Smiling", 2)
