@@ -36,6 +36,19 @@ def dense_mixture(model: MFA) -> torch.distributions.MixtureSameFamily:
     )
 
 
+def direct_component_log_prob(model: MFA, x: torch.Tensor) -> torch.Tensor:
+    """[n, K] log-densities from explicit residuals in the form that never cancels,
+    ||D^-1/2 (r - A m)||^2 + ||m||^2 (the model itself expands r = x - mu into matrix products)."""
+    A, D, mu = model.A.double(), model.log_D.double().exp(), model.mu.double()
+    r_w = (x.double()[None] - mu[:, None]) / D.sqrt()[:, None]  # [K, n, d]
+    A_w = A / D.sqrt()[:, :, None]
+    L = A_w.mT @ A_w + torch.eye(model.l, dtype=torch.float64)
+    m = torch.linalg.solve(L, A_w.mT @ r_w.mT)  # [K, l, n]
+    mahalanobis = (r_w - (A_w @ m).mT).square().sum(2) + m.square().sum(1)
+    logdet = D.log().sum(1) + torch.linalg.slogdet(L).logabsdet
+    return (-0.5 * (model.d * math.log(2 * math.pi) + logdet[:, None] + mahalanobis)).T
+
+
 def evaluation_points(model: MFA, n: int, seed: int) -> torch.Tensor:
     """Samples of the model (on its components, where Woodbury cancels most) plus far-off points."""
     g = torch.Generator().manual_seed(seed)
@@ -67,13 +80,27 @@ def test_log_prob_tiny_noise_high_dimension(isotropic):
     torch.testing.assert_close(model.log_prob(x), expected, rtol=1e-6, atol=0)
 
 
+def test_log_prob_at_image_scale_matches_the_direct_residual_form():
+    """d = 12288 pixels in [0, 1], D near the 1e-4 floor: the expanded products cancel ~|x|^2 / D ~ 3e7."""
+    g = torch.Generator().manual_seed(11)
+    K, d, l = 3, 12288, 10  # noqa: E741
+    mu = 0.2 + 0.6 * torch.rand(K, d, generator=g, dtype=torch.float64)
+    A = 0.02 * torch.randn(K, d, l, generator=g, dtype=torch.float64)
+    D = 1e-4 + 1e-3 * torch.rand(K, d, generator=g, dtype=torch.float64)
+    model = MFA.from_parameters(mu, A, D)
+    x, _ = model.sample(20, generator=g)
+    expected = direct_component_log_prob(model, x)
+    assert expected.abs().min() > 1e4  # a regime where float32 expanded sums would be off by nats
+    torch.testing.assert_close(model.component_log_prob(x), expected, rtol=0, atol=1e-6)
+
+
 def test_chunked_evaluation_and_em_equal_unchunked(monkeypatch):
     model = random_mfa(K=3, d=8, l=2, isotropic=False, seed=5)
     x = evaluation_points(model, 100, seed=6)
     whole = model.component_log_prob(x)
     fit_whole = MFA(3, 8, 2).fit(x, n_iter=3, progress=False)
     for name in ("CHUNK_BYTES", "CPU_CHUNK_BYTES"):
-        monkeypatch.setattr(mfa_module, name, 3 * 8 * 8 * 7)  # 7 rows per chunk
+        monkeypatch.setattr(mfa_module, name, 8 * 8 * 7)  # 7 float64 rows of d = 8 per chunk
     assert model._rows_per_chunk() == 7
     torch.testing.assert_close(model.component_log_prob(x), whole, rtol=1e-12, atol=0)
     fit_chunked = MFA(3, 8, 2).fit(x, n_iter=3, progress=False)
