@@ -132,7 +132,7 @@ class DensityTerms:
 
 
 class _Data:
-    """Training data seen as a re-iterable sequence of [c, d] chunks in the model's dtype and device.
+    """Training data seen as a re-iterable sequence of [c, d] chunks in a given dtype and device.
 
     ``x`` is a [n, d] tensor or array, a sequence of [c, d] chunks, or a callable returning a
     fresh iterable of chunks on each call (for sets that do not fit in memory).
@@ -316,12 +316,6 @@ class MFA(torch.nn.Module):
             raise ValueError("x contains NaN or inf values")
         return x.to(device=self.device, dtype=WORK_DTYPE)
 
-    @staticmethod
-    def _cholesky_L(A: Tensor, inv_D: Tensor) -> Tensor:
-        """U [K, l, l]: Cholesky factor of L = I + A^T D^-1 A for A [K, d, l], inv_D [K, d]."""
-        L = A.mT @ (A * inv_D[:, :, None]) + torch.eye(A.shape[2], dtype=A.dtype, device=A.device)
-        return torch.linalg.cholesky(L)
-
     def density_terms(self) -> DensityTerms:
         """The float64 quantities of the current parameters (``DensityTerms``), cached until a
         parameter buffer is changed in place, replaced or moved."""
@@ -333,9 +327,10 @@ class MFA(torch.nn.Module):
         with torch.no_grad():
             A, log_D, mu = (v.to(WORK_DTYPE) for v in (self.A, self.log_D, self.mu))
             inv_D = torch.exp(-log_D)
-            U = self._cholesky_L(A, inv_D)
+            A_D = A * inv_D[:, :, None]
             eye = torch.eye(l, dtype=WORK_DTYPE, device=self.device).expand(K, l, l)
-            V = (A * inv_D[:, :, None]) @ torch.linalg.solve_triangular(U, eye, upper=False).mT
+            U = torch.linalg.cholesky(A.mT @ A_D + eye)  # [K, l, l], L = I + A^T D^-1 A = U U^T
+            V = A_D @ torch.linalg.solve_triangular(U, eye, upper=False).mT
             mu_D = mu * inv_D
             W = torch.cat([V.permute(1, 0, 2).reshape(d, K * l), mu_D.T], dim=1).contiguous()
             logdet = log_D.sum(1) + 2 * U.diagonal(dim1=1, dim2=2).log().sum(1)
@@ -563,8 +558,8 @@ class MFA(torch.nn.Module):
         D = (srr - diag([A, delta] R^T)) / s0, averaged over d for isotropic noise.
         """
         K, d, l = self.K, self.d, self.l  # noqa: E741
-        A_old, log_D_old, mu_old = self.A.double(), self.log_D.double(), self.mu.double()
-        U = self._cholesky_L(A_old, torch.exp(-log_D_old))
+        mu_old = self.mu.double()
+        U = self.density_terms().U  # of the parameters the E-step used (cached)
         cov_z = torch.cholesky_inverse(U)  # [K, l, l] posterior covariance of z
         collapsed = st.s0 < min_mass
         s0 = st.s0.clamp_min(torch.finfo(torch.float64).tiny)
