@@ -999,6 +999,16 @@ def _result_label(name: str) -> str:
     return f"{chapter[:2]} {dataset}:{attribute}"
 
 
+def _status_text(status: Any) -> str:
+    """``0`` -> ``exit status 0``; ``-15`` (a command ended by a signal) -> ``stopped by SIGTERM``."""
+    if isinstance(status, int) and status < 0:
+        try:
+            return f"stopped by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"stopped by signal {-status}"
+    return f"exit status {status}"
+
+
 def _manifest_lines(entry: dict[str, Any]) -> list[str]:
     """A Markdown list item (plain CommonMark, as the book renders outputs) for one manifest entry: command,
     results, hardware, software, time and commit."""
@@ -1011,7 +1021,7 @@ def _manifest_lines(entry: dict[str, Any]) -> list[str]:
     made = entry.get("results")
     made_text = ", ".join(_result_label(n) for n in made) if made else "not recorded"
     return [
-        f"- `{entry.get('command', '?')}` (exit status {entry.get('exit_status')})",
+        f"- `{entry.get('command', '?')}` ({_status_text(entry.get('exit_status'))})",
         f"  - **results**: {made_text}",
         f"  - **hardware**: {gpus}; {hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores); "
         f"{hw.get('platform', '?')}",

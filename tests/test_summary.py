@@ -331,11 +331,12 @@ def test_manifest_keeps_every_command_and_reads_the_one_command_form(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(legacy))
     assert summary.read_manifest(tmp_path) == {"runs": [legacy]}
     made = ["paper/x__celeba__Male__seed0.json"]
-    summary.write_manifest(tmp_path, "second", 0.0, 7200.0, exit_status=0, results=made)
+    summary.write_manifest(tmp_path, "second", 0.0, 7200.0, exit_status=-15, results=made)
     runs = summary.read_manifest(tmp_path)["runs"]
     assert [r["command"] for r in runs] == [legacy["command"], "second"]
     text = summary.describe_results(summary.collect_results("paper", tmp_path), tmp_path).data
     assert "Made by 2 commands" in text and "2 h 00 min" in text and "1 min 00 s" in text
+    assert "`second` (stopped by SIGTERM)" in text and "(exit status 0)" in text
     assert "x celeba:Male" in text and "not recorded" in text  # the legacy entry names no files
     (tmp_path / "manifest.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a manifest"):
