@@ -523,10 +523,11 @@ class MFA(torch.nn.Module):
         sx, sxx, sxz = torch.zeros(K, d, **zeros), torch.zeros(K, d, **zeros), torch.zeros(d, K * l, **zeros)
         loglik = torch.zeros((), **zeros)
         worst_x, worst_ll = self.mu.new_empty(0, d, dtype=WORK_DTYPE), self.mu.new_empty(0, dtype=WORK_DTYPE)
+        log_pi = self.log_pi.to(WORK_DTYPE)[:, None]
         for chunk in data.chunks():
             for xc in chunk.split(self._rows_per_chunk()):
                 log_comp, w, xx = self._chunk_terms(xc, terms)
-                joint = log_comp + self.log_pi.to(WORK_DTYPE)[:, None]
+                joint = log_comp + log_pi
                 ll = torch.logsumexp(joint, dim=0)  # [c]
                 loglik += ll.sum()
                 if not with_stats:
@@ -543,7 +544,7 @@ class MFA(torch.nn.Module):
                 sxx.addmm_(h, xx)
                 sxz.addmm_(xc.T, hEz.permute(2, 0, 1).reshape(len(xc), K * l))
         # centre at the current means, r = x - mu: the M-step works in that frame
-        mu = self.mu.to(WORK_DTYPE)
+        mu = terms.mu
         sr = sx - s0[:, None] * mu
         srr = sxx - 2 * mu * sx + s0[:, None] * mu.square()
         srz = sxz.reshape(d, K, l).permute(1, 0, 2) - mu[:, :, None] * sz[:, None, :]
@@ -558,8 +559,8 @@ class MFA(torch.nn.Module):
         D = (srr - diag([A, delta] R^T)) / s0, averaged over d for isotropic noise.
         """
         K, d, l = self.K, self.d, self.l  # noqa: E741
-        mu_old = self.mu.double()
-        U = self.density_terms().U  # of the parameters the E-step used (cached)
+        terms = self.density_terms()  # of the parameters the E-step used (cached)
+        mu_old, U = terms.mu, terms.U
         cov_z = torch.cholesky_inverse(U)  # [K, l, l] posterior covariance of z
         collapsed = st.s0 < min_mass
         s0 = st.s0.clamp_min(torch.finfo(torch.float64).tiny)
