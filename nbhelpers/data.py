@@ -51,6 +51,8 @@ MNIST_PAIRS: tuple[str, ...] = ("0_vs_6", "2_vs_7", "4_vs_5")
 TASKS: list[tuple[str, str]] = [("celeba", a) for a in CELEBA_ATTRIBUTES] + [
     ("mnist", p) for p in MNIST_PAIRS
 ]
+#: The paper's five real-data attributes (section 3, appendix D.4): chapter 5 takes only these.
+REAL_DATA_ATTRIBUTES: tuple[str, ...] = ("Male", "Smiling", "Bangs", "Heavy_Makeup", "Eyeglasses")
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 MNIST_FILE = "mnist.npz"

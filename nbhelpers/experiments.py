@@ -35,7 +35,7 @@ from nbhelpers import paper_values
 from nbhelpers.attacks import ATTACKS, FOOLBOX_ATTACKS, AttackResult, run_attacks
 from nbhelpers.classifier import BayesClassifier
 from nbhelpers.config import get_profile
-from nbhelpers.data import TaskData, canonical_task, load_task, to_hwc
+from nbhelpers.data import REAL_DATA_ATTRIBUTES, TaskData, canonical_task, load_task, to_hwc
 from nbhelpers.datasets import VARIANTS, TaskModels, build_task_models, sample_dataset
 from nbhelpers.mfa import MFA
 from nbhelpers.models import (
@@ -53,7 +53,7 @@ from nbhelpers.report import PIXEL_BINS, RobustnessReport, report_from_attacks
 from nbhelpers.summary import adversarial_accuracy
 
 #: The paper's five real-data attributes (section 3, appendix D.4); chapter 5 accepts only these.
-REAL_ATTRIBUTES: tuple[str, ...] = ("Male", "Smiling", "Bangs", "Heavy_Makeup", "Eyeglasses")
+REAL_ATTRIBUTES: tuple[str, ...] = REAL_DATA_ATTRIBUTES
 #: ``score_classifier``'s test sets: the generative variants of chapter 2, or the real test images.
 SCORE_VARIANTS: tuple[str, ...] = (*VARIANTS, "real")
 LEARNED: tuple[str, ...] = ("cnn", "linear_svm", "rbf_svm")

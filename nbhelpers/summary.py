@@ -54,7 +54,7 @@ from pandas.io.formats.style import Styler
 from nbhelpers import paper_values as pv
 from nbhelpers.config import get_profile, project_root
 from nbhelpers.config import results_dir as default_results_dir
-from nbhelpers.data import TASKS
+from nbhelpers.data import REAL_DATA_ATTRIBUTES, TASKS
 from nbhelpers.display import Markdown
 from nbhelpers.results import code_version, load_results, write_json_atomic
 
@@ -397,6 +397,57 @@ def symmetric_vs_asymmetric(results: SummaryResults) -> pd.DataFrame:
         ]
     )
     return pd.DataFrame(rows, index=_labels(tasks), columns=columns, dtype=float)
+
+
+COVERED, MISSING = "yes", "missing"
+_RESULT_CHAPTERS = (BAYES_CHAPTER, LEARNED_CHAPTER, REAL_CHAPTER)
+
+
+def _chapter_takes(chapter: str, task: Task) -> bool:
+    return chapter != REAL_CHAPTER or (task[0] == "celeba" and task[1] in REAL_DATA_ATTRIBUTES)
+
+
+def _coverage_cells(results: SummaryResults) -> tuple[list[Task], list[list[str]]]:
+    have = {chapter: set(results.tasks(chapter)) for chapter in _RESULT_CHAPTERS}
+    tasks = _task_order(set(TASKS).union(*have.values()))
+    cells = [
+        [
+            COVERED if task in have[chapter] else MISSING if _chapter_takes(chapter, task) else ""
+            for chapter in _RESULT_CHAPTERS
+        ]
+        for task in tasks
+    ]
+    return tasks, cells
+
+
+def coverage(results: SummaryResults) -> pd.DataFrame:
+    """Which runs ``results`` holds: [tasks, 3], a column per result chapter (03, 04, 05) and a row per task
+    of the paper (Table 1's order, then any other task found). A cell reads "yes" when a result file exists,
+    "missing" when the chapter takes the task and has none, and is empty where the chapter does not take
+    the task (chapter 5 takes only the five real-data attributes)."""
+    tasks, cells = _coverage_cells(results)
+    return pd.DataFrame(cells, index=_labels(tasks), columns=[f"chapter {c}" for c in _RESULT_CHAPTERS])
+
+
+def missing_runs(results: SummaryResults) -> Markdown:
+    """A line per result chapter: how many of the tasks it takes have a result in ``results`` and, when some
+    have none, the sweep command that runs those (the sweep skips finished runs, so re-running it is safe)."""
+    tasks, cells = _coverage_cells(results)
+    lines = []
+    for column, chapter in enumerate(_RESULT_CHAPTERS):
+        taken = [task for task, row in zip(tasks, cells, strict=True) if row[column]]
+        missing = [task for task, row in zip(tasks, cells, strict=True) if row[column] == MISSING]
+        line = f"- **chapter {chapter}**: {len(taken) - len(missing)} of {len(taken)} tasks have a result"
+        if missing:
+            command = (
+                f"python -m nbhelpers sweep --chapters {chapter} "
+                f"--tasks {' '.join(f'{d}:{a}' for d, a in missing)} --profile {results.profile}"
+            )
+            if Path(results.results_dir).resolve() != default_results_dir().resolve():
+                command += f" --results-dir {_display_path(results.results_dir)}"
+            line += f"; the missing ones: `{command}`"
+        lines.append(line)
+    return Markdown("\n".join(lines))
 
 
 def _table3_drops(results: SummaryResults) -> list[float]:

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from nbhelpers import results
 from nbhelpers.config import VALID_DEVICES, get_device, get_profile, project_root
 from nbhelpers.config import results_dir as default_results_dir
+from nbhelpers.data import REAL_DATA_ATTRIBUTES, TASKS
 from nbhelpers.notebook_runner import NotebookError, exit_when_gone, notebook_parameters
 from nbhelpers.progress import TEXT_PROGRESS_ENV
 
@@ -55,7 +56,6 @@ HELP = "run chapter notebooks for many tasks, seeds and a profile (resumable, pa
 # A chapter can be swept when its papermill ``parameters`` cell declares all of these.
 SWEEP_PARAMETERS = ("dataset", "attribute", "profile", "seed", "device", "results_dir")
 REAL_DATA_CHAPTER = "05_real_data"
-REAL_DATA_ATTRIBUTES = ("Male", "Smiling", "Bangs", "Heavy_Makeup", "Eyeglasses")
 SCHEDULER_FORM = "tcp://host:port"
 # How a run executes its notebook: papermill with a Jupyter kernel, or nbhelpers.notebook_runner in a plain
 # Python process (for machines without Jupyter); "auto" takes papermill where it is installed.
@@ -206,8 +206,6 @@ class SweepReport:
 
 def chapter_tasks(chapter: str) -> list[Task]:
     """The tasks ``chapter`` takes: chapter 5 its five CelebA attributes, others ``nbhelpers.data.TASKS``."""
-    from nbhelpers.data import TASKS  # lazy: the data module is heavy and not needed to build the CLI
-
     tasks = [(str(dataset), str(attribute)) for dataset, attribute in TASKS]
     if chapter == REAL_DATA_CHAPTER:
         return [(d, a) for d, a in tasks if d == "celeba" and a in REAL_DATA_ATTRIBUTES]

@@ -399,3 +399,59 @@ def test_describe_results_flags_results_of_other_code(results_dir):
     assert "6 result files" in text and "1 differ from the current" in text
     assert isinstance(summary.describe_results(res, results_dir / "no-manifest").data, str)
     assert pd.notna(res.value("03", "celeba", "Male", "subspace_distance_mean"))
+
+
+def test_coverage_marks_each_chapter_and_task(results_dir):
+    res = summary.collect_results("quick", results_dir, seed=None)
+    table = summary.coverage(res)
+    assert list(table.columns) == ["chapter 03", "chapter 04", "chapter 05"]
+    assert len(table) == len(TASKS) and table.index[0] == "CelebA / Bangs"
+    assert table.loc["CelebA / Smiling"].tolist() == ["yes", "yes", "missing"]
+    assert table.loc["MNIST / 0 vs 6"].tolist() == ["yes", "missing", ""]  # chapter 5 takes no MNIST task
+    assert table.loc["CelebA / Bangs"].tolist() == ["missing", "missing", "yes"]
+    assert table.loc["CelebA / Black Hair", "chapter 05"] == ""  # nor CelebA beyond its five attributes
+    counts = {column: table[column].value_counts().to_dict() for column in table.columns}
+    assert counts["chapter 03"] == {"missing": 13, "yes": 2}
+    assert counts["chapter 04"] == {"missing": 14, "yes": 1}
+    assert counts["chapter 05"] == {"": 10, "missing": 3, "yes": 2}
+
+
+def test_coverage_keeps_a_task_outside_the_paper(tmp_path):
+    save_result(CH3, "celeba", "Blond_Hair", "quick", 0, {"bayes_symmetric": report(1.0, 0.0, 3.0)}, tmp_path)
+    table = summary.coverage(summary.collect_results("quick", tmp_path))
+    assert table.index[-1] == "CelebA / Blond Hair"
+    assert table.loc["CelebA / Blond Hair"].tolist() == ["yes", "missing", ""]  # not a real-data attribute
+
+
+def test_missing_runs_counts_and_names_the_missing_tasks(results_dir):
+    lines = summary.missing_runs(summary.collect_results("quick", results_dir, seed=None)).data.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "- **chapter 03**",
+        "- **chapter 04**",
+        "- **chapter 05**",
+    ]
+    assert lines[0].startswith("- **chapter 03**: 2 of 15 tasks have a result; the missing ones: `python -m")
+    assert "2_vs_7" in lines[0] and "celeba:Smiling" not in lines[0] and "mnist:0_vs_6" not in lines[0]
+    assert (
+        "--chapters 05 --tasks celeba:Heavy_Makeup celeba:Smiling celeba:Eyeglasses --profile quick"
+        in lines[2]
+    )
+    assert f"--results-dir {results_dir}" in lines[2]  # outside the project: the folder is named in full
+    command = lines[1].split("`")[1].split()
+    tasks = command[command.index("--tasks") + 1 : command.index("--profile")]
+    assert len(tasks) == 14 and "celeba:Smiling" not in tasks and tasks[0] == "celeba:Bangs"
+
+
+def test_missing_runs_when_every_task_has_a_result(tmp_path):
+    for chapter in (CH3, CH4):
+        for dataset, attribute in TASKS:
+            save_result(chapter, dataset, attribute, "quick", 0, {}, results_dir=tmp_path)
+    for attribute in ("Male", "Smiling", "Bangs", "Heavy_Makeup", "Eyeglasses"):
+        save_result(CH5, "celeba", attribute, "quick", 0, {}, results_dir=tmp_path)
+    text = summary.missing_runs(summary.collect_results("quick", tmp_path)).data
+    assert text.splitlines() == [
+        "- **chapter 03**: 15 of 15 tasks have a result",
+        "- **chapter 04**: 15 of 15 tasks have a result",
+        "- **chapter 05**: 5 of 5 tasks have a result",
+    ]
+    assert (summary.coverage(summary.collect_results("quick", tmp_path)) != "missing").all().all()
