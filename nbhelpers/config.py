@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # torch is imported lazily: the command line and sweep worker
 DATA_DIR_ENV = "NBHELPERS_DATA_DIR"
 RESULTS_DIR_ENV = "NBHELPERS_RESULTS_DIR"
 CACHE_DIR_ENV = "NBHELPERS_CACHE_DIR"
+CHECKPOINTS_DIR_ENV = "NBHELPERS_CHECKPOINTS_DIR"
 
 VALID_DEVICES = ("auto", "cpu", "cuda")
 
@@ -204,6 +205,13 @@ def cache_dir() -> Path:
     """Where trained models are cached between chapters (``$NBHELPERS_CACHE_DIR`` or ``<root>/.cache``)."""
     env = os.environ.get(CACHE_DIR_ENV)
     return Path(env) if env else project_root() / ".cache"
+
+
+def checkpoints_dir() -> Path:
+    """Where interrupted chapter runs keep their finished steps (``nbhelpers.checkpoints``):
+    ``$NBHELPERS_CHECKPOINTS_DIR`` or ``<cache>/checkpoints``."""
+    env = os.environ.get(CHECKPOINTS_DIR_ENV)
+    return Path(env) if env else cache_dir() / "checkpoints"
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:

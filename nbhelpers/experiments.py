@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from nbhelpers import paper_values
 from nbhelpers.attacks import ATTACKS, FOOLBOX_ATTACKS, AttackResult, run_attacks
+from nbhelpers.checkpoints import Checkpoints
 from nbhelpers.classifier import BayesClassifier
 from nbhelpers.config import get_profile
 from nbhelpers.data import REAL_DATA_ATTRIBUTES, TaskData, canonical_task, load_task, to_hwc
@@ -230,6 +231,11 @@ class TrainedClassifiers:
     seconds: dict[str, float]
 
 
+def _cached(checkpoints: Checkpoints | None, step: str, inputs: tuple[Any, ...], compute: Any) -> Any:
+    """``compute()``, through ``checkpoints`` when given (see ``nbhelpers.checkpoints``)."""
+    return compute() if checkpoints is None else checkpoints.cached(step, inputs, compute)
+
+
 def train_cnn(
     x: np.ndarray,
     y: np.ndarray,
@@ -327,12 +333,14 @@ def train_classifiers(
     gammas: Sequence[float] | None = None,
     gamma_tolerance: float = GAMMA_TOLERANCE,
     progress: bool = True,
+    checkpoints: Checkpoints | None = None,
 ) -> TrainedClassifiers:
     """Train the CNN (B.3) on all of x_train [n, d], and the linear (B.4) and RBF (B.5) SVMs on at most
     ``svm_max_train`` of its rows (a seeded random subset); sizes default to the profile's ``models``.
 
     The RBF SVM's gamma comes from ``select_gamma`` over ``gammas`` (default: the profile's
-    ``svm_gammas``); both SVMs use C = 1, as in the paper.
+    ``svm_gammas``); both SVMs use C = 1, as in the paper. ``checkpoints``: keep each trained model
+    there (steps ``train_<model>``) and reuse those an interrupted run of the same inputs left.
     """
     sizes = get_profile(profile).models
     x_train = np.asarray(x_train, dtype=np.float32)
@@ -346,10 +354,13 @@ def train_classifiers(
     modules: dict[str, nn.Module] = {}
     seconds: dict[str, float] = {}
     gamma, table = float("nan"), []
-    for name in tqdm(steps, desc="training", disable=not progress, leave=False):
+    settings = (x_train, y_train, tuple(image_shape), sizes, seed, width, depth, epochs, cap, gammas)
+
+    def fit(name: str) -> dict[str, Any]:
         start = time.perf_counter()
+        gamma, table = float("nan"), []
         if name == "cnn":
-            modules[name] = train_cnn(
+            module = train_cnn(
                 x_train,
                 y_train,
                 image_shape,
@@ -361,7 +372,7 @@ def train_classifiers(
                 epochs=epochs,
             )
         elif name == "linear_svm":
-            modules[name] = LinearSVM(device=resolve_device(device).type).fit(x_svm, y_svm).to_torch()
+            module = LinearSVM(device=resolve_device(device).type).fit(x_svm, y_svm).to_torch()
         else:
             gamma, table = select_gamma(
                 x_svm,
@@ -371,8 +382,15 @@ def train_classifiers(
                 seed=seed,
                 device=device,
             )
-            modules[name] = RBFSVM(gamma, device=resolve_device(device).type).fit(x_svm, y_svm).to_torch()
-        seconds[name] = time.perf_counter() - start
+            module = RBFSVM(gamma, device=resolve_device(device).type).fit(x_svm, y_svm).to_torch()
+        return {"module": module, "gamma": gamma, "table": table, "seconds": time.perf_counter() - start}
+
+    for name in tqdm(steps, desc="training", disable=not progress, leave=False):
+        inputs = (*settings, gamma_tolerance) if name == "rbf_svm" else settings
+        fitted = _cached(checkpoints, f"train_{name}", inputs, lambda name=name: fit(name))
+        modules[name], seconds[name] = fitted["module"], fitted["seconds"]
+        if name == "rbf_svm":
+            gamma, table = fitted["gamma"], fitted["table"]
     n_train = {"cnn": len(y_train), "linear_svm": len(y_svm), "rbf_svm": len(y_svm)}
     return TrainedClassifiers(modules, gamma, table, n_train, seconds)
 
@@ -501,6 +519,7 @@ def evaluate_models(
     seed: int = 0,
     device: str | torch.device = "auto",
     progress: bool = True,
+    checkpoints: Checkpoints | None = None,
 ) -> Evaluation:
     """Accuracy of each model on x_test [N, d] / y_test [N], then minimum-L2 attacks on ``n_attack`` rows.
 
@@ -508,6 +527,8 @@ def evaluate_models(
     (foolbox, iteration counts from ``profile``); a ``BayesClassifier`` also gets the gradient attack.
     Per sample the smallest successful perturbation counts (``attacks.run_attacks``). Models may take
     x [n, d] or [n, C, H, W]; ``n_attack`` defaults to the profile's ``attacks.n_attack``.
+    ``checkpoints``: keep each finished attack there (steps ``attack_<model>_<attack>``) and reuse those an
+    interrupted run of the same models and samples left.
     """
     learned_attacks = check_attacks(attacks)
     if not modules:
@@ -533,7 +554,15 @@ def evaluate_models(
         used[name] = _attacks_for(model, learned_attacks)
         xv = _as_view(x, view, image_shape)
         results[name] = run_attacks(
-            model, xv, y, used[name], profile=profile, device=dev.type, progress=False
+            model,
+            xv,
+            y,
+            used[name],
+            profile=profile,
+            device=dev.type,
+            progress=False,
+            checkpoints=checkpoints,
+            checkpoint_tag=name,
         )
         reports[name] = report_from_attacks(xv, y, results[name])
     return Evaluation(x, y, indices, tuple(image_shape), results, reports, test_accuracy, used, len(y_all))
@@ -617,6 +646,7 @@ def score_classifier(
     profile: str | None = None,
     data_dir: str | None = None,
     progress: bool = False,
+    checkpoints: Checkpoints | None = None,
 ) -> RobustnessReport:
     """Robustness report of your own classifier on a dataset of the book, comparable with the chapters.
 
@@ -625,13 +655,14 @@ def score_classifier(
     on the same samples as the chapters' models with the same ``seed`` (see ``score_test_set`` and
     ``evaluate_models``). The report counts, as the paper does, only the samples that the model
     classifies correctly and an attack flips; its ``adversarial_accuracy`` is the share of the
-    ``n_attack`` samples that stay correct.
+    ``n_attack`` samples that stay correct. ``checkpoints``: as in ``evaluate_models`` (steps
+    ``attack_score_<attack>``).
     """
     x, y, image_shape, profile = score_test_set(
         models_or_task, variant, seed, profile=profile, device=device, data_dir=data_dir
     )
     evaluation = evaluate_models(
-        {"model": model},
+        {"score": model},
         x,
         y,
         image_shape,
@@ -641,8 +672,9 @@ def score_classifier(
         seed=seed,
         device=device,
         progress=progress,
+        checkpoints=checkpoints,
     )
-    return evaluation.reports["model"]
+    return evaluation.reports["score"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -685,6 +717,7 @@ def run_sweeps(
     betas: Sequence[float] | None = None,
     skip: bool = False,
     progress: bool = True,
+    checkpoints: Checkpoints | None = None,
 ) -> dict[str, list[SweepPoint]]:
     """Figure 8: CNNs trained with one setting changed, each evaluated like ``evaluate_models``.
 
@@ -697,7 +730,8 @@ def run_sweeps(
     ``trades_betas``. A point equal to the base setting (profile width and depth, beta = 0) reuses
     ``base_cnn`` when given (the same training, so the same weights) and is attacked once.
     The train-size sweep needs ``data.pair``; with ``train_sizes=()`` it is skipped. ``skip=True`` trains
-    nothing and returns every sweep empty (chapter 4's ``figure8=False``).
+    nothing and returns every sweep empty (chapter 4's ``figure8=False``). ``checkpoints``: keep each
+    finished point there (steps ``sweep_<name>_<value>``) and reuse those an interrupted run left.
     """
     if skip:
         return {name: [] for name in SWEEP_NAMES}
@@ -729,43 +763,58 @@ def run_sweeps(
         beta = float(value) if name == "trades" else 0.0
         key = ("train_size", int(value)) if name == "train_size" else ("fixed", width, depth, beta)
         if key not in done:
-            start = time.perf_counter()
-            if key == ("fixed", sizes.cnn_width, sizes.cnn_depth, 0.0) and base_cnn is not None:
-                model = base_cnn
-            elif name == "train_size":
-                pair = data.pair
-                sampler = balanced_sampler(lambda k, s, pair=pair: sample_dataset(pair, k, seed=s))
-                model = fit_classifier(
-                    CNN(data.image_shape, width, depth, seed=seed),
-                    sampler=sampler,
-                    n_examples=int(value),
-                    epochs=1,
-                    batch_size=sizes.cnn_batch_size,
-                    seed=seed,
-                    device=device,
-                )
-            else:
-                model = train_cnn(
-                    data.x_train,
-                    data.y_train,
+            base = key == ("fixed", sizes.cnn_width, sizes.cnn_depth, 0.0) and base_cnn is not None
+
+            def train_and_attack(
+                name: str = name,
+                value: float = value,
+                width: int = width,
+                depth: int = depth,
+                beta: float = beta,
+                base: bool = base,
+            ) -> SweepPoint:
+                start = time.perf_counter()
+                if base:
+                    model = base_cnn
+                elif name == "train_size":
+                    pair = data.pair
+                    sampler = balanced_sampler(lambda k, s, pair=pair: sample_dataset(pair, k, seed=s))
+                    model = fit_classifier(
+                        CNN(data.image_shape, width, depth, seed=seed),
+                        sampler=sampler,
+                        n_examples=int(value),
+                        epochs=1,
+                        batch_size=sizes.cnn_batch_size,
+                        seed=seed,
+                        device=device,
+                    )
+                else:
+                    model = train_cnn(
+                        data.x_train,
+                        data.y_train,
+                        data.image_shape,
+                        width=width,
+                        depth=depth,
+                        beta=beta,
+                        **common,
+                    )
+                seconds = time.perf_counter() - start
+                evaluation = evaluate_models(
+                    {name: model},
+                    data.x_test,
+                    data.y_test,
                     data.image_shape,
-                    width=width,
-                    depth=depth,
-                    beta=beta,
+                    attacks=attacks,
+                    n_attack=n_attack,
+                    progress=False,
                     **common,
                 )
-            seconds = time.perf_counter() - start
-            evaluation = evaluate_models(
-                {name: model},
-                data.x_test,
-                data.y_test,
-                data.image_shape,
-                attacks=attacks,
-                n_attack=n_attack,
-                progress=False,
-                **common,
-            )
-            done[key] = SweepPoint(value, evaluation.test_accuracy[name], evaluation.reports[name], seconds)
+                return SweepPoint(value, evaluation.test_accuracy[name], evaluation.reports[name], seconds)
+
+            inputs = (key, data.x_train, data.y_train, data.x_test, data.y_test, data.pair, attacks, n_attack)
+            inputs += (sizes, get_profile(profile).attacks, seed, base_cnn if base else None)
+            step = f"sweep_{name}_{int(value) if float(value).is_integer() else value}"
+            done[key] = _cached(checkpoints, step, inputs, train_and_attack)
         point = done[key]
         out[name].append(SweepPoint(value, point.test_accuracy, point.report, point.seconds))
     return out
@@ -900,18 +949,25 @@ def symmetric_vs_real(
     profile: str = "quick",
     seed: int = 0,
     device: str | torch.device = "auto",
+    checkpoints: Checkpoints | None = None,
 ) -> dict[str, float]:
     """Table 3: real-test accuracy of ``real_cnn`` (trained on the real images) and of a CNN trained on the
     symmetric dataset's training samples (``symmetric_data`` + ``train_cnn``: chapter 4's CNN).
 
     Returns {"real_train": accuracy, "symmetric_train": accuracy} on ``task``'s test images.
+    ``checkpoints``: keep the symmetric-data CNN there (step ``train_symmetric_cnn``) and reuse it.
     """
     if tuple(models.image_shape) != tuple(task.image_shape):
         raise ValueError(f"the models make {models.image_shape} images but the task has {task.image_shape}")
     data = symmetric_data(models, seed=seed)
-    symmetric_cnn = train_cnn(
-        data.x_train, data.y_train, data.image_shape, profile=profile, seed=seed, device=device
-    )
+
+    def train() -> nn.Module:
+        return train_cnn(
+            data.x_train, data.y_train, data.image_shape, profile=profile, seed=seed, device=device
+        )
+
+    inputs = (data.x_train, data.y_train, tuple(data.image_shape), get_profile(profile).models, seed)
+    symmetric_cnn = _cached(checkpoints, "train_symmetric_cnn", inputs, train)
     dev = resolve_device(device)
     x, y = torch.as_tensor(task.x_test), torch.as_tensor(task.y_test).long()
     accuracies = {}

@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import nbhelpers
+from nbhelpers.config import checkpoints_dir
 from nbhelpers.config import results_dir as default_results_dir
 
 SCHEMA_VERSION = 1
@@ -64,6 +66,12 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     return path
 
 
+def run_checkpoints_dir(chapter: str, dataset: str, attribute: str, profile: str, seed: int) -> Path:
+    """Where one chapter run keeps its finished steps (``nbhelpers.checkpoints``) until its result is saved:
+    ``<checkpoints_dir()>/<chapter>__<dataset>__<attribute>__<profile>__seed<seed>``."""
+    return checkpoints_dir() / f"{chapter}__{dataset}__{attribute}__{profile}__seed{seed}"
+
+
 def save_result(
     chapter: str,
     dataset: str,
@@ -74,7 +82,8 @@ def save_result(
     results_dir: str | os.PathLike | None = None,
     **extra: Any,
 ) -> Path:
-    """Save one run's metrics with the parameters and code version that produced them."""
+    """Save one run's metrics with the parameters and code version that produced them, then delete the
+    run's checkpoints (``run_checkpoints_dir``): the result now holds what they were kept for."""
     payload = {
         "schema": SCHEMA_VERSION,
         "chapter": chapter,
@@ -87,7 +96,9 @@ def save_result(
         "metrics": metrics,
         **extra,
     }
-    return write_json_atomic(result_path(chapter, dataset, attribute, profile, seed, results_dir), payload)
+    path = write_json_atomic(result_path(chapter, dataset, attribute, profile, seed, results_dir), payload)
+    shutil.rmtree(run_checkpoints_dir(chapter, dataset, attribute, profile, seed), ignore_errors=True)
+    return path
 
 
 def load_results(profile: str, results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ from nbhelpers import paper_values as pv
 from nbhelpers.attacks import ATTACKS, AttackResult, L2ComponentGradientAttack, run_attacks
 from nbhelpers.bounds import SubspaceDistances, certified_radius, nearest_subspace_distances
 from nbhelpers.bounds import plot_figure11 as plot_distance_histogram
+from nbhelpers.checkpoints import Checkpoints, run_checkpoints
 from nbhelpers.classifier import BayesClassifier
 from nbhelpers.config import get_device, get_profile
 from nbhelpers.data import to_hwc
@@ -168,6 +169,10 @@ def fmn_max_stepsize(profile: str) -> float:
     return 2 * GRADIENT_PATH_LENGTH / get_profile(profile).attacks.min_norm_steps
 
 
+def _checkpoints(dataset: str, attribute: str, profile: str, seed: int, resume: bool) -> Checkpoints:
+    return run_checkpoints(CHAPTER, dataset, attribute, profile, seed) if resume else Checkpoints(None)
+
+
 def evaluate_bayes(
     models: TaskModels,
     variant: str,
@@ -177,6 +182,7 @@ def evaluate_bayes(
     device: str = "auto",
     gradient_step: float | None = None,
     progress: bool = True,
+    resume: bool = True,
 ) -> BayesEvaluation:
     """Attack the Bayes-optimal classifier of ``models.pair(variant)`` on ``n_attack`` fresh samples.
 
@@ -191,6 +197,8 @@ def evaluate_bayes(
         device: "auto", "cpu" or "cuda".
         gradient_step: L2 step of the gradient attack (None: ``DEFAULT_GRADIENT_STEP``).
         progress: show progress bars.
+        resume: keep each finished attack (and the bounds) in the run's checkpoints
+            (``run_checkpoints(CHAPTER, ...)``) and reuse those an interrupted run left; False: compute all.
     """
     names = _check_attacks(attacks)
     step = _check_step(gradient_step)
@@ -201,6 +209,7 @@ def evaluate_bayes(
     x_np, y_np = sample_dataset(pair, math.ceil(n / 2), seed=ATTACK_SEED_OFFSET + seed)
     x, y = torch.from_numpy(x_np[:n]), torch.from_numpy(y_np[:n])
     classifier = BayesClassifier(*pair).to(dev)
+    checkpoints = _checkpoints(models.dataset, models.attribute, models.profile, seed, resume)
     result = run_attacks(
         classifier,
         x,
@@ -211,6 +220,8 @@ def evaluate_bayes(
         gradient_kwargs=_gradient_kwargs(step),
         foolbox_kwargs={"fmn": {"max_stepsize": fmn_max_stepsize(models.profile)}},
         progress=progress,
+        checkpoints=checkpoints,
+        checkpoint_tag=variant,
     )
     report = report_from_attacks(x, y, result)
     evaluated = ((result.clean_pred == y) & result.success).numpy()
@@ -224,8 +235,12 @@ def evaluate_bayes(
 
     certified, distances = None, None
     if variant == "symmetric":
-        certified = certified_radius(classifier, x, y).cpu().numpy()
-        distances = nearest_subspace_distances(classifier, x, y)
+
+        def bounds() -> tuple[np.ndarray, SubspaceDistances]:
+            radius = certified_radius(classifier, x, y).cpu().numpy()
+            return radius, nearest_subspace_distances(classifier, x, y)
+
+        certified, distances = checkpoints.cached("bounds_symmetric", (classifier, x, y), bounds)
     return BayesEvaluation(
         dataset=models.dataset,
         attribute=models.attribute,
@@ -465,21 +480,33 @@ class StepHalving:
 
 
 def step_halving_check(
-    evaluation: BayesEvaluation, device: str = "auto", progress: bool = True
+    evaluation: BayesEvaluation, device: str = "auto", progress: bool = True, resume: bool = True
 ) -> StepHalving:
     """Rerun the gradient attack on ``evaluation``'s samples with half its step; return both mean L2s.
 
     The full-step run is reused when the evaluation ran the gradient attack, otherwise it runs too.
+    ``resume``: keep the reruns in the run's checkpoints, and reuse those an interrupted run left.
     """
     dev = get_device(device)
     classifier = evaluation.classifier.to(dev)
     x, y = evaluation.x.to(dev), evaluation.y.to(dev)
     step = evaluation.gradient_step
+    checkpoints = _checkpoints(
+        evaluation.dataset, evaluation.attribute, evaluation.profile, evaluation.seed, resume
+    )
+
+    def gradient_l2(step: float) -> torch.Tensor:
+        def attack() -> torch.Tensor:
+            return L2ComponentGradientAttack(**_gradient_kwargs(step))(
+                classifier, x, y, progress=progress
+            ).l2.cpu()
+
+        inputs = (classifier, x, y, _gradient_kwargs(step))
+        return checkpoints.cached(f"step_halving_{evaluation.variant}", inputs, attack)
+
     full = evaluation.result.per_attack_l2.get("gradient")
-    if full is None:
-        full = L2ComponentGradientAttack(**_gradient_kwargs(step))(classifier, x, y, progress=progress).l2
-    half = L2ComponentGradientAttack(**_gradient_kwargs(step / 2))(classifier, x, y, progress=progress).l2
-    full, half = full.cpu(), half.cpu()
+    full = gradient_l2(step) if full is None else full.cpu()
+    half = gradient_l2(step / 2)
     correct = evaluation.result.clean_pred == evaluation.y
     keep = (correct & torch.isfinite(full) & torch.isfinite(half)).numpy()
     full_np, half_np = full.numpy()[keep], half.numpy()[keep]

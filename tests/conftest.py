@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Chapter checkpoints made while fixtures are built (before any test's own folder is set) go to a
+# temporary folder, never into the project's cache.
+_CHECKPOINTS = tempfile.mkdtemp(prefix="nbhelpers-test-checkpoints-")
+os.environ["NBHELPERS_CHECKPOINTS_DIR"] = _CHECKPOINTS
+atexit.register(shutil.rmtree, _CHECKPOINTS, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def private_checkpoints(tmp_path, monkeypatch):
+    """Each test keeps chapter checkpoints of its own: one test's finished attacks never feed another's."""
+    monkeypatch.setenv("NBHELPERS_CHECKPOINTS_DIR", str(tmp_path / "checkpoints"))
 
 
 @pytest.fixture

@@ -39,8 +39,8 @@ def tiny_pair(seed: int = 0, gap: float = 0.1) -> tuple[MFA, MFA]:
     return pair[0], pair[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_models() -> TaskModels:
+def make_tiny_models() -> TaskModels:
+    """Models of a tiny task (two 1-component MFAs in 12 dimensions) standing in for a fitted one."""
     pair = tiny_pair()
     return TaskModels(
         dataset="celeba",
@@ -61,8 +61,17 @@ def tiny_models() -> TaskModels:
 
 
 @pytest.fixture(scope="module")
+def tiny_models() -> TaskModels:
+    return make_tiny_models()
+
+
+def make_tiny_data(models: TaskModels) -> ex.SampledData:
+    return ex.symmetric_data(models, n_train_per_class=40, n_test_per_class=15, seed=1)
+
+
+@pytest.fixture(scope="module")
 def tiny_data(tiny_models: TaskModels) -> ex.SampledData:
-    return ex.symmetric_data(tiny_models, n_train_per_class=40, n_test_per_class=15, seed=1)
+    return make_tiny_data(tiny_models)
 
 
 @pytest.fixture(scope="module")

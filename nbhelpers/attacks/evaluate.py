@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nbhelpers.attacks.foolbox_attacks import FOOLBOX_ATTACKS, run_foolbox_attack
 from nbhelpers.attacks.gradient import L2ComponentGradientAttack
-from nbhelpers.config import get_device
+from nbhelpers.config import get_device, get_profile
+
+if TYPE_CHECKING:
+    from nbhelpers.checkpoints import Checkpoints
 
 ATTACKS = ("gradient", *FOOLBOX_ATTACKS)
 
@@ -48,6 +51,8 @@ def run_attacks(
     foolbox_kwargs: dict[str, dict[str, Any]] | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    checkpoints: Checkpoints | None = None,
+    checkpoint_tag: str = "",
 ) -> AttackResult:
     """Attack ``x`` ``[n, ...]`` (in [0, 1]; true labels ``y`` ``[n]``) with each attack in ``attacks``.
 
@@ -55,6 +60,8 @@ def run_attacks(
     constructor takes ``gradient_kwargs``), "cw", "fmn", "ddn" (foolbox, sizes from ``profile``;
     ``foolbox_kwargs[name]`` overrides constructor arguments). The model is moved to ``device``.
     ``batch_size``: samples per foolbox batch (None: ``run_foolbox_attack``'s default for the device).
+    ``checkpoints``: keep each attack's outcome there as it finishes (step ``attack_<tag>_<name>``), and
+    load it instead of attacking when an earlier run with the same model, inputs and settings saved it.
     """
     if isinstance(attacks, str):
         attacks = [attacks]
@@ -80,27 +87,38 @@ def run_attacks(
     best_x = x.clone()
     best_name = [""] * x.shape[0]
     for name in attacks:
-        if name == "gradient":
-            out = L2ComponentGradientAttack(**(gradient_kwargs or {}))(
-                model, x.to(dev), y.to(dev), progress=progress
-            )
+
+        def attack(name: str = name) -> dict[str, torch.Tensor]:
+            if name == "gradient":
+                out = L2ComponentGradientAttack(**(gradient_kwargs or {}))(
+                    model, x.to(dev), y.to(dev), progress=progress
+                )
+            else:
+                out = run_foolbox_attack(
+                    model,
+                    x,
+                    y,
+                    name,
+                    profile=profile,
+                    batch_size=batch_size,
+                    device=dev,
+                    progress=progress,
+                    **(foolbox_kwargs or {}).get(name, {}),
+                )
+            return {"x_adv": out.x_adv.cpu(), "l2": out.l2.cpu()}
+
+        if checkpoints is None:
+            out = attack()
         else:
-            out = run_foolbox_attack(
-                model,
-                x,
-                y,
-                name,
-                profile=profile,
-                batch_size=batch_size,
-                device=dev,
-                progress=progress,
-                **(foolbox_kwargs or {}).get(name, {}),
-            )
-        l2 = out.l2.cpu()
+            settings = gradient_kwargs if name == "gradient" else (foolbox_kwargs or {}).get(name, {})
+            inputs = (model, x, y, name, get_profile(profile).attacks, settings, batch_size)
+            step = "_".join(part for part in ("attack", checkpoint_tag, name) if part)
+            out = checkpoints.cached(step, inputs, attack)
+        l2 = out["l2"]
         per_attack_l2[name] = l2
         better = l2 < best_l2
         best_l2 = torch.where(better, l2, best_l2)
-        best_x[better] = out.x_adv.cpu()[better].to(x.dtype)
+        best_x[better] = out["x_adv"][better].to(x.dtype)
         for i in better.nonzero().squeeze(1).tolist():
             best_name[i] = name
     return AttackResult(clean_pred, best_x, torch.isfinite(best_l2), best_l2, best_name, per_attack_l2)
