@@ -31,7 +31,7 @@ from sklearn.decomposition import PCA
 from nbhelpers.config import cache_dir, get_device, get_profile
 from nbhelpers.data import TaskData, canonical_task, load_task
 from nbhelpers.mfa import MFA
-from nbhelpers.results import code_version, write_json_atomic
+from nbhelpers.results import code_version, source_version, write_json_atomic
 
 VARIANTS = ("fitted", "symmetric", "asymmetric")
 SYMMETRIC_SIGMA = 0.01  # paper B.2
@@ -233,8 +233,9 @@ def build_task_models(
 ) -> TaskModels:
     """Fit (or load from the cache) the class MFAs of a task and derive both dataset variants.
 
-    The cache key holds the task, profile, seed, data source, outlier settings and the code
-    version, so a change to any of them refits. Models are stored as safetensors.
+    The cache key holds the task, profile, seed, data source, outlier settings and the version of the
+    sources the fit runs (``source_version("nbhelpers.datasets")``: this module and what it imports), so a
+    change to any of them refits. Models are stored as safetensors.
     """
     dataset, attribute = canonical_task(dataset, attribute)
     sizes = get_profile(profile).mfa
@@ -354,7 +355,9 @@ def helix_surface(n: int, seed: int = 0, noise: float = 0.02) -> np.ndarray:
 
 def _cache_key(task: TaskData, profile: str, seed: int, step: float, weight: float) -> str:
     digest = hashlib.sha256()
-    for part in (task.source, profile, seed, step, weight, len(task.x_train), code_version()):
+    # The sources this module runs (not the whole package): editing a chapter's other helpers keeps the fits.
+    code = source_version(__name__)
+    for part in (task.source, profile, seed, step, weight, len(task.x_train), code):
         digest.update(str(part).encode())
     digest.update(task.x_train[:: max(1, len(task.x_train) // 50)].tobytes())
     return digest.hexdigest()[:12]

@@ -5,6 +5,7 @@ Chapters 3-5 write their numbers here; the sweep and the summary chapter read th
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -41,6 +42,70 @@ def code_version() -> str:
     for path in sorted(package_dir.rglob("*.py")):
         digest.update(path.relative_to(package_dir).as_posix().encode())
         digest.update(path.read_bytes())
+    return f"{nbhelpers.__version__}+{digest.hexdigest()[:12]}"
+
+
+def _module_file(package_dir: Path, name: str) -> Path | None:
+    """The source of module ``name`` ("nbhelpers.models.cnn") in the package, None when not a module."""
+    parts = name.split(".")[1:]
+    for candidate in (
+        package_dir.joinpath(*parts).with_suffix(".py"),
+        package_dir.joinpath(*parts, "__init__.py"),
+    ):
+        if parts and candidate.is_file():
+            return candidate
+    return package_dir / "__init__.py" if not parts else None
+
+
+def _imported_modules(path: Path, package_dir: Path) -> set[str]:
+    """The nbhelpers modules that the source at ``path`` imports anywhere (top level or inside functions),
+    with the packages above each (importing ``a.b`` runs ``a/__init__.py``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # "from nbhelpers.x import y": y may be a submodule or a name in x
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "nbhelpers":
+                continue
+            for end in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:end])
+                if _module_file(package_dir, prefix) is not None:
+                    found.add(prefix)
+    return found
+
+
+def source_modules(module: str, package_dir: Path | None = None) -> list[str]:
+    """``module`` and every nbhelpers module it imports, directly or through others (sorted names).
+
+    ``package_dir``: the package's folder (default: this nbhelpers).
+    """
+    package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
+    if module.split(".")[0] != "nbhelpers" or _module_file(package_dir, module) is None:
+        raise ValueError(f"{module!r} is not a module of the nbhelpers package (e.g. 'nbhelpers.datasets')")
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_imported_modules(_module_file(package_dir, name), package_dir) - seen)
+    return sorted(seen)
+
+
+def source_version(module: str, package_dir: Path | None = None) -> str:
+    """Package version plus a short hash of the sources of ``source_modules(module)``: what a cache of
+    that module's work depends on. Unlike ``code_version``, editing a module it does not import keeps it.
+    """
+    package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
+    digest = hashlib.sha256()
+    for name in source_modules(module, package_dir):
+        digest.update(name.encode())
+        digest.update(_module_file(package_dir, name).read_bytes())
     return f"{nbhelpers.__version__}+{digest.hexdigest()[:12]}"
 
 

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+import nbhelpers
+from nbhelpers import results
 from nbhelpers.results import load_results, result_path, save_result, write_json_atomic
 
 
@@ -33,3 +35,44 @@ def test_save_result_names_the_file_from_its_parameters(tmp_path):
     (loaded,) = load_results("paper", tmp_path)
     assert loaded["metrics"] == {"mean_l2": 3.04}
     assert (loaded["attribute"], loaded["seed"]) == ("Smiling", 2)
+
+
+def test_source_modules_follow_imports_only():
+    modules = results.source_modules("nbhelpers.datasets")
+    assert {"nbhelpers", "nbhelpers.datasets", "nbhelpers.mfa", "nbhelpers.data", "nbhelpers.config"} <= set(
+        modules
+    )
+    assert "nbhelpers.summary" not in modules and "nbhelpers.sweep" not in modules
+    # a package import brings its __init__ and, through it, the submodules it imports
+    assert {"nbhelpers.models", "nbhelpers.models.cnn"} <= set(
+        results.source_modules("nbhelpers.experiments")
+    )
+    with pytest.raises(ValueError, match="not a module of the nbhelpers package"):
+        results.source_modules("nbhelpers.nothing")
+    with pytest.raises(ValueError, match="not a module"):
+        results.source_modules("numpy")
+
+
+def test_source_version_changes_with_imported_sources_only(tmp_path):
+    package = tmp_path / "nbhelpers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text("X = 1\n")
+    (package / "mid.py").write_text(
+        "def f():\n    from nbhelpers.low import X  # a lazy import counts\n    return X\n"
+    )
+    (package / "top.py").write_text("from nbhelpers import mid\n")
+    (package / "other.py").write_text("Y = 2\n")
+    assert results.source_modules("nbhelpers.top", package) == [
+        "nbhelpers",
+        "nbhelpers.low",
+        "nbhelpers.mid",
+        "nbhelpers.top",
+    ]
+    version = results.source_version
+    before = version("nbhelpers.top", package)
+    (package / "other.py").write_text("Y = 3\n")
+    assert version("nbhelpers.top", package) == before
+    (package / "low.py").write_text("X = 2\n")
+    changed = version("nbhelpers.top", package)
+    assert changed != before and changed.startswith(f"{nbhelpers.__version__}+")
