@@ -58,10 +58,15 @@ def _module_file(package_dir: Path, name: str) -> Path | None:
 
 
 def _imported_modules(path: Path, package_dir: Path) -> set[str]:
-    """The nbhelpers modules that the source at ``path`` imports anywhere (top level or inside functions),
-    with the packages above each (importing ``a.b`` runs ``a/__init__.py``)."""
+    """The nbhelpers modules that the source at ``path`` imports (see ``_imported_modules_in``)."""
+    return _imported_modules_in(ast.parse(path.read_text(), filename=str(path)), package_dir)
+
+
+def _imported_modules_in(tree: ast.AST, package_dir: Path) -> set[str]:
+    """The nbhelpers modules that ``tree`` imports anywhere (top level or inside functions), with the
+    packages above each (importing ``a.b`` runs ``a/__init__.py``)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -97,16 +102,56 @@ def source_modules(module: str, package_dir: Path | None = None) -> list[str]:
     return sorted(seen)
 
 
+def _sources_version(modules: list[str], package_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update(name.encode())
+        digest.update(_module_file(package_dir, name).read_bytes())
+    return f"{nbhelpers.__version__}+{digest.hexdigest()[:12]}"
+
+
 def source_version(module: str, package_dir: Path | None = None) -> str:
     """Package version plus a short hash of the sources of ``source_modules(module)``: what a cache of
     that module's work depends on. Unlike ``code_version``, editing a module it does not import keeps it.
     """
     package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
-    digest = hashlib.sha256()
-    for name in source_modules(module, package_dir):
-        digest.update(name.encode())
-        digest.update(_module_file(package_dir, name).read_bytes())
-    return f"{nbhelpers.__version__}+{digest.hexdigest()[:12]}"
+    return _sources_version(source_modules(module, package_dir), package_dir)
+
+
+def notebook_modules(notebook: str | os.PathLike, package_dir: Path | None = None) -> list[str]:
+    """The nbhelpers modules a notebook's code cells import, with all that those import (sorted names).
+
+    IPython lines (``%magic``, ``!shell``) are dropped first; a cell that still does not parse counts as
+    importing the whole package.
+    """
+    package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
+    everything = sorted(
+        ".".join(("nbhelpers", *p.relative_to(package_dir).with_suffix("").parts)).removesuffix(".__init__")
+        for p in package_dir.rglob("*.py")
+    )
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    found: set[str] = set()
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source", ""))
+        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            return everything
+        found |= _imported_modules_in(tree, package_dir)
+    modules: set[str] = set()
+    for name in found:
+        modules.update(source_modules(name, package_dir))
+    return sorted(modules)
+
+
+def notebook_source_version(notebook: str | os.PathLike, package_dir: Path | None = None) -> str:
+    """Package version plus a short hash of the sources of ``notebook_modules(notebook)``: the code a
+    chapter runs. The sweep stamps it on each result; editing a module the chapter does not use keeps it."""
+    package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
+    return _sources_version(notebook_modules(notebook, package_dir), package_dir)
 
 
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:

@@ -10,7 +10,10 @@ Why a sweep can be killed at any moment and simply re-run:
   moved into the results folder (an atomic rename);
 - then a stamp ``<result>.done`` (written atomically) records the code version and the notebook hash that
   made the result. A run is up to date, and skipped, only when its stamp matches the current code and
-  notebook and the result it stamped;
+  notebook and the result it stamped. "The code" is the sources of the nbhelpers modules the notebook
+  imports (``nbhelpers.results.notebook_source_version``): an edit elsewhere in the package keeps it;
+- inside a run, finished trainings and attacks are kept as checkpoints (:mod:`nbhelpers.checkpoints`)
+  until the result is written, so a killed run resumes after its last finished step;
 - papermill saves the executed notebook under a hidden partial name, renamed when the run ends.
 
 Runs go to a local pool of worker processes, or with ``--scheduler tcp://host:port`` to a Dask cluster.
@@ -417,6 +420,10 @@ def _sha256(path: Path) -> str:
 def stale_reason(run: Run, code_version: str, keep_finished: bool = False) -> str | None:
     """None when ``run`` is up to date (stamped result of this code and notebook), else why it must run.
 
+    "This code": the sources of the nbhelpers modules the notebook imports (``notebook_source_version``,
+    stamped by the sweep), so editing a module the chapter does not use keeps its results; a stamp
+    without it (older sweeps) compares the result's whole-package ``code_version`` with ``code_version``.
+
     ``keep_finished``: a complete, untouched result is up to date even if the code, the notebook or the
     parameters changed since it was made (to add runs beside committed ones without redoing them)."""
     if not run.result_path.exists():
@@ -433,7 +440,11 @@ def stale_reason(run: Run, code_version: str, keep_finished: bool = False) -> st
         return "result changed since it was stamped"
     if keep_finished:
         return None
-    if result.get("code_version") != code_version:
+    if "source_version" in stamp:
+        current = results.notebook_source_version(run.notebook)
+        if stamp["source_version"] != current:
+            return f"code changed ({stamp['source_version']} -> {current})"
+    elif result.get("code_version") != code_version:
         return f"code changed ({result.get('code_version')} -> {code_version})"
     if stamp.get("notebook_sha256") != _sha256(run.notebook):
         return "notebook changed"
@@ -536,6 +547,7 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
     run.stamp_path.unlink(missing_ok=True)
     shutil.rmtree(run.staging_dir, ignore_errors=True)  # leftovers of a killed attempt
     notebook_sha = _sha256(run.notebook)
+    source_version = results.notebook_source_version(run.notebook)
     for log in (run.stdout_log, run.stderr_log):
         log.write_text("")
     try:
@@ -588,6 +600,7 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
         run.stamp_path,
         {
             "code_version": staged.get("code_version"),
+            "source_version": source_version,
             "notebook": run.notebook.name,
             "notebook_sha256": notebook_sha,
             "result_sha256": _sha256(run.result_path),

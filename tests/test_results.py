@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,39 @@ def test_source_version_changes_with_imported_sources_only(tmp_path):
     (package / "low.py").write_text("X = 2\n")
     changed = version("nbhelpers.top", package)
     assert changed != before and changed.startswith(f"{nbhelpers.__version__}+")
+
+
+def test_notebook_modules_are_what_its_cells_import(tmp_path):
+    package = tmp_path / "nbhelpers"
+    (package / "sub").mkdir(parents=True)
+    for name, text in {
+        "__init__.py": "",
+        "low.py": "X = 1\n",
+        "mid.py": "from nbhelpers.low import X\n",
+        "unused.py": "",
+        "sub/__init__.py": "",
+        "sub/leaf.py": "",
+    }.items():
+        (package / name).write_text(text)
+
+    def notebook(*cells: str) -> Path:
+        path = tmp_path / "chapter.ipynb"
+        code = [{"cell_type": "code", "source": cell.splitlines(True), "outputs": []} for cell in cells]
+        markdown = {"cell_type": "markdown", "source": ["import nbhelpers.unused"]}  # not code
+        path.write_text(json.dumps({"cells": [markdown, *code]}))
+        return path
+
+    chapter = notebook("%matplotlib inline\nfrom nbhelpers import mid", "import numpy as np\n!ls")
+    assert results.notebook_modules(chapter, package) == ["nbhelpers", "nbhelpers.low", "nbhelpers.mid"]
+    before = results.notebook_source_version(chapter, package)
+    (package / "unused.py").write_text("Y = 1\n")
+    assert results.notebook_source_version(chapter, package) == before
+    (package / "low.py").write_text("X = 2\n")
+    assert results.notebook_source_version(chapter, package) != before
+    assert results.notebook_modules(notebook("from nbhelpers.sub import leaf"), package) == [
+        "nbhelpers",
+        "nbhelpers.sub",
+        "nbhelpers.sub.leaf",
+    ]
+    # a cell that is not Python even without its magics: the whole package, to be safe
+    assert len(results.notebook_modules(notebook("from nbhelpers import mid", "x = ("), package)) == 6

@@ -157,8 +157,21 @@ def test_stale_reason_names_what_changed(finished, tmp_path):
     (run,) = plan.runs
     current = json.loads(run.result_path.read_text())["code_version"]
     assert sweep.stale_reason(run, current) is None
+    # The stamp holds the version of the sources the notebook imports: the package's version is not asked.
+    stamp = json.loads(run.stamp_path.read_text())
+    assert stamp["source_version"] == results.notebook_source_version(run.notebook)
+    assert sweep.stale_reason(run, "0.0.0+other") is None
+    run.stamp_path.write_text(json.dumps({**stamp, "source_version": "0.0.0+other"}))
+    assert sweep.stale_reason(run, current) == (
+        f"code changed (0.0.0+other -> {results.notebook_source_version(run.notebook)})"
+    )
+    assert sweep.stale_reason(run, current, keep_finished=True) is None
+    # A stamp of an older sweep, without it: the result's whole-package version decides.
+    run.stamp_path.write_text(json.dumps({k: v for k, v in stamp.items() if k != "source_version"}))
+    assert sweep.stale_reason(run, current) is None
     assert sweep.stale_reason(run, "0.0.0+other").startswith("code changed")
     assert sweep.stale_reason(run, "0.0.0+other", keep_finished=True) is None
+    run.stamp_path.write_text(json.dumps(stamp))
 
     notebook = run.notebook.read_bytes()
     nb = nbformat.reads(notebook.decode(), as_version=4)
