@@ -13,6 +13,7 @@ from nbhelpers.attacks import evaluate as attack_evaluate
 from nbhelpers.attacks import run_attacks
 from nbhelpers.checkpoints import Checkpoints, fingerprint, run_checkpoints
 from nbhelpers.classifier import BayesClassifier
+from nbhelpers.data import TaskData
 from tests.test_classifier import subspace_pair
 from tests.test_experiments import IMAGE_SHAPE, make_tiny_data, make_tiny_models
 from tests.test_robustness import toy_models
@@ -273,3 +274,16 @@ def test_figure8_sweeps_resume_point_by_point(tmp_path, monkeypatch):
         assert [(p.value, p.test_accuracy) for p in again[name]] == [
             (p.value, p.test_accuracy) for p in points
         ]
+
+
+def test_table3_keeps_its_symmetric_data_cnn(tmp_path, monkeypatch):
+    models = make_tiny_models()
+    fresh = ex.symmetric_data(models, n_test_per_class=20, seed=7)
+    x, y = fresh.x_test, fresh.y_test
+    task = TaskData("celeba", "Male", x, y, x, y, IMAGE_SHAPE, ("not Male", "Male"), "tiny")
+    real_cnn = ex.train_cnn(x, y, IMAGE_SHAPE, seed=1, device="cpu", width=4, depth=2, epochs=1)
+    store = Checkpoints(tmp_path)
+    first = ex.symmetric_vs_real(models, task, real_cnn, seed=1, device="cpu", checkpoints=store)
+    assert [name.split("__")[0] for name in store.steps()] == ["train_symmetric_cnn"]
+    monkeypatch.setattr(ex, "train_cnn", lambda *a, **k: pytest.fail("trained again"))
+    assert ex.symmetric_vs_real(models, task, real_cnn, seed=1, device="cpu", checkpoints=store) == first
