@@ -38,11 +38,15 @@ def _update(digest: Any, value: Any) -> None:
     elif isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous()
         digest.update(f"tensor:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # bfloat16 has no numpy twin
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # bytes, no copy (bfloat16 too)
     elif isinstance(value, np.ndarray):
         array = np.ascontiguousarray(value)
         digest.update(f"array:{array.dtype.str}:{array.shape}".encode())
-        digest.update(array.tobytes())
+        if array.dtype == object:
+            for item in array.reshape(-1):
+                _update(digest, item)
+        else:
+            digest.update(array.reshape(-1).view(np.uint8))  # the bytes, without a copy
     elif isinstance(value, dict):
         digest.update(f"dict:{len(value)}".encode())
         for key, item in value.items():
