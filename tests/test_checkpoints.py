@@ -51,6 +51,15 @@ def test_fingerprint_follows_every_input():
     with torch.no_grad():
         model.weight[0, 0] += 1
     assert fingerprint("step", x, model, {"steps": 10}, np.ones(3)) != key
+    # arrays of Python objects, item by item; bfloat16 and bool tensors, byte for byte
+    names = np.array(["a", None, 1.5], dtype=object)
+    assert (
+        fingerprint(names)
+        == fingerprint(names.copy())
+        != fingerprint(np.array(["a", None, 2.5], dtype=object))
+    )
+    assert fingerprint(torch.ones(2, dtype=torch.bfloat16)) != fingerprint(torch.ones(2, dtype=torch.float16))
+    assert fingerprint(torch.tensor([True, False])) != fingerprint(torch.tensor([False, True]))
 
 
 def test_cached_computes_once_and_recomputes_for_new_inputs(tmp_path, capsys):
