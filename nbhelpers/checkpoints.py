@@ -17,14 +17,14 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from nbhelpers.results import code_version, run_checkpoints_dir
+from nbhelpers.results import code_version, run_checkpoints_dir, source_version
 
 T = TypeVar("T")
 
@@ -63,9 +63,12 @@ def _update(digest: Any, value: Any) -> None:
         digest.update(f"{type(value).__name__}:{value!r}".encode())
 
 
-def fingerprint(*inputs: Any) -> str:
-    """A 16-hex-digit key of ``inputs`` (see :class:`Checkpoints`) and the code version."""
-    digest = hashlib.sha256(code_version().encode())
+def fingerprint(*inputs: Any, code: Sequence[str] | None = None) -> str:
+    """A 16-hex-digit key of ``inputs`` (see :class:`Checkpoints`) and of the code that computes from them:
+    the sources of the nbhelpers modules ``code`` and what they import (``source_version``), or the whole
+    package (``code_version``) when None."""
+    version = code_version() if code is None else source_version(code)
+    digest = hashlib.sha256(version.encode())
     for value in inputs:
         _update(digest, value)
     return digest.hexdigest()[:16]
@@ -91,15 +94,23 @@ class Checkpoints:
             raise ValueError(f"a step name must be letters, digits, '_', '-' or '.', got {step!r}")
         return self.folder / f"{step}__{key}.pt"
 
-    def cached(self, step: str, inputs: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        """``compute()``, or its value saved by an earlier run of ``step`` with the same ``inputs``.
+    def cached(
+        self,
+        step: str,
+        inputs: tuple[Any, ...],
+        compute: Callable[[], T],
+        code: Sequence[str] | None = None,
+    ) -> T:
+        """``compute()``, or its value saved by an earlier run of ``step`` with the same ``inputs`` and code.
 
-        The value is saved (atomically) as soon as it is computed; it may hold tensors, arrays, modules
-        and plain Python values.
+        ``code``: the nbhelpers modules whose sources (with what they import) ``compute`` runs, e.g.
+        ``["nbhelpers.attacks.evaluate"]``, so that editing other modules keeps the checkpoint; None: any
+        edit to the package recomputes. The value is saved (atomically) as soon as it is computed; it may
+        hold tensors, arrays, modules and plain Python values.
         """
         if self.folder is None:
             return compute()
-        path = self.path(step, fingerprint(step, *inputs))
+        path = self.path(step, fingerprint(step, *inputs, code=code))
         if path.exists():
             try:
                 value = torch.load(path, map_location="cpu", weights_only=False)

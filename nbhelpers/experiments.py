@@ -233,7 +233,7 @@ class TrainedClassifiers:
 
 def _cached(checkpoints: Checkpoints | None, step: str, inputs: tuple[Any, ...], compute: Any) -> Any:
     """``compute()``, through ``checkpoints`` when given (see ``nbhelpers.checkpoints``)."""
-    return compute() if checkpoints is None else checkpoints.cached(step, inputs, compute)
+    return compute() if checkpoints is None else checkpoints.cached(step, inputs, compute, code=[__name__])
 
 
 def train_cnn(

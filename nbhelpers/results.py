@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,12 +111,17 @@ def _sources_version(modules: list[str], package_dir: Path) -> str:
     return f"{nbhelpers.__version__}+{digest.hexdigest()[:12]}"
 
 
-def source_version(module: str, package_dir: Path | None = None) -> str:
-    """Package version plus a short hash of the sources of ``source_modules(module)``: what a cache of
-    that module's work depends on. Unlike ``code_version``, editing a module it does not import keeps it.
+def source_version(module: str | Sequence[str], package_dir: Path | None = None) -> str:
+    """Package version plus a short hash of the sources of ``source_modules`` of ``module`` (or of each of
+    several modules): what a cache of their work depends on. Unlike ``code_version``, editing a module
+    they do not import keeps it.
     """
     package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
-    return _sources_version(source_modules(module, package_dir), package_dir)
+    names = {module} if isinstance(module, str) else set(module)
+    if not names:
+        raise ValueError("source_version needs at least one module name")
+    modules = set().union(*(source_modules(name, package_dir) for name in names))
+    return _sources_version(sorted(modules), package_dir)
 
 
 def notebook_modules(notebook: str | os.PathLike, package_dir: Path | None = None) -> list[str]:

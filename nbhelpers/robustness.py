@@ -240,7 +240,8 @@ def evaluate_bayes(
             radius = certified_radius(classifier, x, y).cpu().numpy()
             return radius, nearest_subspace_distances(classifier, x, y)
 
-        certified, distances = checkpoints.cached("bounds_symmetric", (classifier, x, y), bounds)
+        code = ["nbhelpers.bounds"]
+        certified, distances = checkpoints.cached("bounds_symmetric", (classifier, x, y), bounds, code=code)
     return BayesEvaluation(
         dataset=models.dataset,
         attribute=models.attribute,
@@ -502,7 +503,8 @@ def step_halving_check(
             ).l2.cpu()
 
         inputs = (classifier, x, y, _gradient_kwargs(step))
-        return checkpoints.cached(f"step_halving_{evaluation.variant}", inputs, attack)
+        code = ["nbhelpers.attacks.gradient", "nbhelpers.classifier"]
+        return checkpoints.cached(f"step_halving_{evaluation.variant}", inputs, attack, code=code)
 
     full = evaluation.result.per_attack_l2.get("gradient")
     full = gradient_l2(step) if full is None else full.cpu()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from nbhelpers import checkpoints as checkpoints_module
 from nbhelpers import experiments as ex
 from nbhelpers import results
 from nbhelpers import robustness as rb
@@ -296,3 +297,23 @@ def test_table3_keeps_its_symmetric_data_cnn(tmp_path, monkeypatch):
     assert [name.split("__")[0] for name in store.steps()] == ["train_symmetric_cnn"]
     monkeypatch.setattr(ex, "train_cnn", lambda *a, **k: pytest.fail("trained again"))
     assert ex.symmetric_vs_real(models, task, real_cnn, seed=1, device="cpu", checkpoints=store) == first
+
+
+def test_a_checkpoint_follows_only_the_code_it_names(tmp_path, monkeypatch):
+    versions = {"nbhelpers.attacks.evaluate": "0.1.0+aaa", "nbhelpers.classifier": "0.1.0+bbb"}
+    monkeypatch.setattr(
+        checkpoints_module, "source_version", lambda code: "|".join(versions[m] for m in code)
+    )
+    monkeypatch.setattr(checkpoints_module, "code_version", lambda: "0.1.0+whole")
+    store = Checkpoints(tmp_path)
+    compute, calls = counting(lambda: 1)
+    code = ["nbhelpers.attacks.evaluate", "nbhelpers.classifier"]
+    store.cached("attack", (), compute, code=code)
+    store.cached("attack", (), compute)  # whole-package code: another key
+    assert len(calls) == 2
+    monkeypatch.setattr(checkpoints_module, "code_version", lambda: "0.1.0+edited-elsewhere")
+    store.cached("attack", (), compute, code=code)
+    assert len(calls) == 2  # an edit outside the named code keeps the checkpoint
+    versions["nbhelpers.classifier"] = "0.1.0+ccc"
+    store.cached("attack", (), compute, code=code)
+    assert len(calls) == 3

@@ -77,6 +77,12 @@ def test_source_version_changes_with_imported_sources_only(tmp_path):
     (package / "low.py").write_text("X = 2\n")
     changed = version("nbhelpers.top", package)
     assert changed != before and changed.startswith(f"{nbhelpers.__version__}+")
+    # several modules: the union of what each runs, in any order
+    both = version(["nbhelpers.top", "nbhelpers.other"], package)
+    assert both == version(["nbhelpers.other", "nbhelpers.top"], package) != changed
+    assert version(["nbhelpers.top", "nbhelpers.mid"], package) == changed  # mid is part of top's already
+    with pytest.raises(ValueError, match="at least one module"):
+        version([], package)
 
 
 def test_notebook_modules_are_what_its_cells_import(tmp_path):

@@ -82,6 +82,10 @@ def run_attacks(
     with torch.no_grad():
         clean_pred = model(x.to(dev)).argmax(dim=1).cpu()
 
+    # The code behind an attack's outcome: the attacks and, for a model of this package, the model's module.
+    code = [__name__]
+    if type(model).__module__.startswith("nbhelpers."):
+        code.append(type(model).__module__)
     per_attack_l2: dict[str, torch.Tensor] = {}
     best_l2 = torch.full((x.shape[0],), torch.inf, dtype=torch.float64)
     best_x = x.clone()
@@ -113,7 +117,7 @@ def run_attacks(
             settings = gradient_kwargs if name == "gradient" else (foolbox_kwargs or {}).get(name, {})
             inputs = (model, x, y, name, get_profile(profile).attacks, settings, batch_size)
             step = "_".join(part for part in ("attack", checkpoint_tag, name) if part)
-            out = checkpoints.cached(step, inputs, attack)
+            out = checkpoints.cached(step, inputs, attack, code=code)
         l2 = out["l2"]
         per_attack_l2[name] = l2
         better = l2 < best_l2
