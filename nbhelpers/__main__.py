@@ -13,6 +13,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, str] = {
     "sweep": "nbhelpers.sweep",
     "export-dataset": "nbhelpers.export_cli",
+    "checkpoints": "nbhelpers.checkpoints_cli",
 }
 
 

@@ -10,6 +10,7 @@ from nbhelpers import checkpoints as checkpoints_module
 from nbhelpers import experiments as ex
 from nbhelpers import results
 from nbhelpers import robustness as rb
+from nbhelpers.__main__ import main as cli_main
 from nbhelpers.attacks import evaluate as attack_evaluate
 from nbhelpers.attacks import run_attacks
 from nbhelpers.checkpoints import Checkpoints, fingerprint, run_checkpoints
@@ -317,3 +318,29 @@ def test_a_checkpoint_follows_only_the_code_it_names(tmp_path, monkeypatch):
     versions["nbhelpers.classifier"] = "0.1.0+ccc"
     store.cached("attack", (), compute, code=code)
     assert len(calls) == 3
+
+
+def test_command_line_lists_and_clears_checkpoints(tmp_path, capsys):
+    assert cli_main(["checkpoints"]) == 0
+    assert "no checkpoints in" in capsys.readouterr().out
+    kept = run_checkpoints("03_bayes_robustness", "celeba", "Bangs", "paper", 0)
+    kept.cached("attack_symmetric_cw", (), lambda: torch.zeros(250_000))  # 1 MB
+    kept.cached("attack_symmetric_gradient", (), lambda: torch.zeros(10))
+    other = run_checkpoints("04_learned_classifiers", "mnist", "0_vs_6", "paper", 0)
+    other.cached("train_cnn", (), lambda: 1)
+    assert cli_main(["checkpoints"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  03_bayes_robustness__celeba__Bangs__paper__seed0  1.0 MB, 2 steps, last ")
+    assert lines[2] == "    attack_symmetric_cw, attack_symmetric_gradient"
+    assert lines[3].startswith("  04_learned_classifiers__mnist__0_vs_6__paper__seed0  0.0 MB, 1 steps")
+
+    assert cli_main(["checkpoints", "--clear", "nothing__here"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoints of run(s) nothing__here" in err and "03_bayes_robustness__celeba__Bangs" in err
+    assert kept.steps() and other.steps()  # a bad name deletes nothing
+    assert cli_main(["checkpoints", "--clear", "04_learned_classifiers__mnist__0_vs_6__paper__seed0"]) == 0
+    assert not other.folder.exists() and kept.steps()
+    assert cli_main(["checkpoints", "--clear"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted 03_bayes_robustness__celeba__Bangs__paper__seed0" in out and "freed 1.0 MB" in out
+    assert not kept.folder.exists()

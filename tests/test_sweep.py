@@ -615,7 +615,7 @@ def test_command_line_lists_subcommands_and_sweep_options(book, book_tasks, caps
         [sys.executable, "-m", "nbhelpers", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert f"sweep {sweep.HELP}" in " ".join(proc.stdout.split())  # argparse wraps long lines
-    assert list(SUBCOMMANDS) == ["sweep", "export-dataset"]
+    assert list(SUBCOMMANDS) == ["sweep", "export-dataset", "checkpoints"]
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["sweep", "--help"])
     assert exit_info.value.code == 0
