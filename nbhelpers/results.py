@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,28 +46,40 @@ def code_version() -> str:
     return f"{nbhelpers.__version__}+{digest.hexdigest()[:12]}"
 
 
+def _package_dir(package_dir: str | os.PathLike | None) -> Path:
+    return Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
+
+
 def _module_file(package_dir: Path, name: str) -> Path | None:
     """The source of module ``name`` ("nbhelpers.models.cnn") in the package, None when not a module."""
     parts = name.split(".")[1:]
+    if not parts:
+        return package_dir / "__init__.py"
     for candidate in (
         package_dir.joinpath(*parts).with_suffix(".py"),
         package_dir.joinpath(*parts, "__init__.py"),
     ):
-        if parts and candidate.is_file():
+        if candidate.is_file():
             return candidate
-    return package_dir / "__init__.py" if not parts else None
+    return None
 
 
-def _imported_modules(path: Path, package_dir: Path) -> set[str]:
-    """The nbhelpers modules that the source at ``path`` imports (see ``_imported_modules_in``)."""
-    return _imported_modules_in(ast.parse(path.read_text(), filename=str(path)), package_dir)
+def _statements(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every statement of ``tree``, nested ones included; imports are statements, so this finds them all
+    without visiting the (far more numerous) expressions."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            todo.extend(child for child in getattr(node, field, ()) if isinstance(child, ast.AST))
 
 
-def _imported_modules_in(tree: ast.AST, package_dir: Path) -> set[str]:
+def _imported_modules(tree: ast.AST, package_dir: Path) -> set[str]:
     """The nbhelpers modules that ``tree`` imports anywhere (top level or inside functions), with the
     packages above each (importing ``a.b`` runs ``a/__init__.py``)."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -85,21 +97,26 @@ def _imported_modules_in(tree: ast.AST, package_dir: Path) -> set[str]:
     return found
 
 
-def source_modules(module: str, package_dir: Path | None = None) -> list[str]:
-    """``module`` and every nbhelpers module it imports, directly or through others (sorted names).
-
-    ``package_dir``: the package's folder (default: this nbhelpers).
+def source_modules(module: str | Sequence[str], package_dir: str | os.PathLike | None = None) -> list[str]:
+    """``module`` (or several) and every nbhelpers module it imports, directly or through others (sorted
+    names). ``package_dir``: the package's folder (default: this nbhelpers).
     """
-    package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
-    if module.split(".")[0] != "nbhelpers" or _module_file(package_dir, module) is None:
-        raise ValueError(f"{module!r} is not a module of the nbhelpers package (e.g. 'nbhelpers.datasets')")
+    package_dir = _package_dir(package_dir)
+    todo = [module] if isinstance(module, str) else list(module)
+    if not todo:
+        raise ValueError("name at least one module of the nbhelpers package (e.g. 'nbhelpers.datasets')")
+    for name in todo:
+        if name.split(".")[0] != "nbhelpers" or _module_file(package_dir, name) is None:
+            raise ValueError(f"{name!r} is not a module of the nbhelpers package (e.g. 'nbhelpers.datasets')")
     seen: set[str] = set()
-    todo = [module]
-    while todo:
+    while todo:  # one walk over the import graph, each file parsed once
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(_imported_modules(_module_file(package_dir, name), package_dir) - seen)
+            path = _module_file(package_dir, name)
+            todo.extend(
+                _imported_modules(ast.parse(path.read_text(), filename=str(path)), package_dir) - seen
+            )
     return sorted(seen)
 
 
@@ -111,33 +128,24 @@ def _sources_version(modules: list[str], package_dir: Path) -> str:
     return f"{nbhelpers.__version__}+{digest.hexdigest()[:12]}"
 
 
-def source_version(module: str | Sequence[str], package_dir: Path | None = None) -> str:
-    """Package version plus a short hash of the sources of ``source_modules`` of ``module`` (or of each of
-    several modules): what a cache of their work depends on. Unlike ``code_version``, editing a module
-    they do not import keeps it.
+def source_version(module: str | Sequence[str], package_dir: str | os.PathLike | None = None) -> str:
+    """Package version plus a short hash of the sources of ``source_modules(module)`` (one module or
+    several): what a cache of their work depends on. Unlike ``code_version``, editing a module they do not
+    import keeps it.
     """
-    package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
-    names = {module} if isinstance(module, str) else set(module)
-    if not names:
-        raise ValueError("source_version needs at least one module name")
-    modules = set().union(*(source_modules(name, package_dir) for name in names))
-    return _sources_version(sorted(modules), package_dir)
+    package_dir = _package_dir(package_dir)
+    return _sources_version(source_modules(module, package_dir), package_dir)
 
 
-def notebook_modules(notebook: str | os.PathLike, package_dir: Path | None = None) -> list[str]:
+def notebook_modules(notebook: str | os.PathLike, package_dir: str | os.PathLike | None = None) -> list[str]:
     """The nbhelpers modules a notebook's code cells import, with all that those import (sorted names).
 
     IPython lines (``%magic``, ``!shell``) are dropped first; a cell that still does not parse counts as
     importing the whole package.
     """
-    package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
-    everything = sorted(
-        ".".join(("nbhelpers", *p.relative_to(package_dir).with_suffix("").parts)).removesuffix(".__init__")
-        for p in package_dir.rglob("*.py")
-    )
-    cells = json.loads(Path(notebook).read_text())["cells"]
+    package_dir = _package_dir(package_dir)
     found: set[str] = set()
-    for cell in cells:
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
         if cell.get("cell_type") != "code":
             continue
         source = "".join(cell.get("source", ""))
@@ -145,18 +153,20 @@ def notebook_modules(notebook: str | os.PathLike, package_dir: Path | None = Non
         try:
             tree = ast.parse("\n".join(lines))
         except SyntaxError:
-            return everything
-        found |= _imported_modules_in(tree, package_dir)
-    modules: set[str] = set()
-    for name in found:
-        modules.update(source_modules(name, package_dir))
-    return sorted(modules)
+            return sorted(
+                ".".join(("nbhelpers", *p.relative_to(package_dir).with_suffix("").parts)).removesuffix(
+                    ".__init__"
+                )
+                for p in package_dir.rglob("*.py")
+            )
+        found |= _imported_modules(tree, package_dir)
+    return source_modules(sorted(found), package_dir) if found else []
 
 
-def notebook_source_version(notebook: str | os.PathLike, package_dir: Path | None = None) -> str:
+def notebook_source_version(notebook: str | os.PathLike, package_dir: str | os.PathLike | None = None) -> str:
     """Package version plus a short hash of the sources of ``notebook_modules(notebook)``: the code a
     chapter runs. The sweep stamps it on each result; editing a module the chapter does not use keeps it."""
-    package_dir = Path(nbhelpers.__file__).parent if package_dir is None else Path(package_dir)
+    package_dir = _package_dir(package_dir)
     return _sources_version(notebook_modules(notebook, package_dir), package_dir)
 
 

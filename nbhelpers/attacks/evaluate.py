@@ -91,12 +91,11 @@ def run_attacks(
     best_x = x.clone()
     best_name = [""] * x.shape[0]
     for name in attacks:
+        settings = (gradient_kwargs if name == "gradient" else (foolbox_kwargs or {}).get(name)) or {}
 
-        def attack(name: str = name) -> dict[str, torch.Tensor]:
+        def attack(name: str = name, settings: dict[str, Any] = settings) -> dict[str, torch.Tensor]:
             if name == "gradient":
-                out = L2ComponentGradientAttack(**(gradient_kwargs or {}))(
-                    model, x.to(dev), y.to(dev), progress=progress
-                )
+                out = L2ComponentGradientAttack(**settings)(model, x.to(dev), y.to(dev), progress=progress)
             else:
                 out = run_foolbox_attack(
                     model,
@@ -107,14 +106,13 @@ def run_attacks(
                     batch_size=batch_size,
                     device=dev,
                     progress=progress,
-                    **(foolbox_kwargs or {}).get(name, {}),
+                    **settings,
                 )
             return {"x_adv": out.x_adv.cpu(), "l2": out.l2.cpu()}
 
         if checkpoints is None:
             out = attack()
         else:
-            settings = gradient_kwargs if name == "gradient" else (foolbox_kwargs or {}).get(name, {})
             inputs = (model, x, y, name, get_profile(profile).attacks, settings, batch_size)
             step = "_".join(part for part in ("attack", checkpoint_tag, name) if part)
             out = checkpoints.cached(step, inputs, attack, code=code)
