@@ -341,6 +341,7 @@ def train_classifiers(
     The RBF SVM's gamma comes from ``select_gamma`` over ``gammas`` (default: the profile's
     ``svm_gammas``); both SVMs use C = 1, as in the paper. ``checkpoints``: keep each trained model
     there (steps ``train_<model>``) and reuse those an interrupted run of the same inputs left.
+    ``progress``: a bar over the three models and one over the CNN's training steps.
     """
     sizes = get_profile(profile).models
     x_train = np.asarray(x_train, dtype=np.float32)
@@ -370,6 +371,7 @@ def train_classifiers(
                 width=width,
                 depth=depth,
                 epochs=epochs,
+                progress=progress,
             )
         elif name == "linear_svm":
             module = LinearSVM(device=resolve_device(device).type).fit(x_svm, y_svm).to_torch()
@@ -528,7 +530,8 @@ def evaluate_models(
     Per sample the smallest successful perturbation counts (``attacks.run_attacks``). Models may take
     x [n, d] or [n, C, H, W]; ``n_attack`` defaults to the profile's ``attacks.n_attack``.
     ``checkpoints``: keep each finished attack there (steps ``attack_<model>_<attack>``) and reuse those an
-    interrupted run of the same models and samples left.
+    interrupted run of the same models and samples left. ``progress``: a bar over the models and one over
+    each attack's batches.
     """
     learned_attacks = check_attacks(attacks)
     if not modules:
@@ -560,7 +563,7 @@ def evaluate_models(
             used[name],
             profile=profile,
             device=dev.type,
-            progress=False,
+            progress=progress,
             checkpoints=checkpoints,
             checkpoint_tag=name,
         )

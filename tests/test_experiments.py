@@ -329,6 +329,20 @@ def test_evaluate_models_attacks_the_same_samples(tiny_data, tiny_evaluation):
     assert ex.table2(ev, "Male").loc["Linear SVM", "paper: clean (adv.) %"] == "89.7 (10.3)"
 
 
+def test_progress_reaches_the_cnn_training_and_each_attack(tiny_data, capsys):
+    # A paper-profile CNN trains and is attacked for many minutes on a CPU: each of those loops has a bar.
+    kwargs = dict(seed=1, device="cpu", width=4, depth=2, epochs=1, svm_max_train=20, gammas=(1.0,))
+    capsys.readouterr()
+    trained = ex.train_classifiers(tiny_data.x_train, tiny_data.y_train, IMAGE_SHAPE, progress=True, **kwargs)
+    assert "train:" in capsys.readouterr().err
+    ex.train_classifiers(tiny_data.x_train, tiny_data.y_train, IMAGE_SHAPE, progress=False, **kwargs)
+    assert "train:" not in capsys.readouterr().err
+    args = ({"cnn": trained.modules["cnn"]}, tiny_data.x_test, tiny_data.y_test, IMAGE_SHAPE)
+    for progress in (True, False):
+        ex.evaluate_models(*args, attacks=["ddn"], n_attack=4, seed=1, device="cpu", progress=progress)
+        assert ("ddn attack:" in capsys.readouterr().err) is progress
+
+
 def test_attack_table_counts_per_attack(tiny_evaluation):
     table = ex.attack_table(tiny_evaluation)
     bayes = tiny_evaluation.results["bayes"]
