@@ -86,7 +86,7 @@ def test_foolbox_cw_on_cuda_matches_cpu(cuda_cnn):
     assert abs(float(on_gpu.l2[ok].mean() / on_cpu.l2[ok].mean()) - 1) < 0.005
 
 
-def test_run_attacks_on_cuda_uses_the_gpu_batch(cuda_cnn):
+def test_run_attacks_on_cuda_agrees_with_cw(cuda_cnn):
     model, x_test, y_test = cuda_cnn
     result = run_attacks(model, x_test, y_test, ["fmn"], device="cuda", progress=False)
     assert result.x_adv.device.type == "cpu" and result.success.float().mean() > 0.9
