@@ -271,17 +271,20 @@ def train_cnn(
     return fit_trades(model, x, y, beta, eps=sizes.trades_eps, steps=sizes.trades_steps, **common)
 
 
-def matched_epochs(n_train: int, profile: str = "quick") -> int:
+def matched_epochs(n_train: int, profile: str = "quick", symmetric_epochs: int | None = None) -> int:
     """Epochs over ``n_train`` examples that give the CNN the training budget of chapter 4's CNN.
 
-    Chapter 4 trains for the profile's ``cnn_epochs`` over 2 * ``n_train_per_class`` symmetric samples;
-    a smaller real training set gets proportionally more epochs, so that both CNNs see (at least) as
-    many examples, i.e. make as many Adam steps.
+    Chapter 4 trains for the profile's ``cnn_epochs`` (or ``symmetric_epochs``) over 2 *
+    ``n_train_per_class`` symmetric samples; a smaller real training set gets proportionally more
+    epochs, so that both CNNs see (at least) as many examples, i.e. make as many Adam steps.
     """
     if isinstance(n_train, bool) or not isinstance(n_train, int | np.integer) or n_train < 1:
         raise ValueError(f"n_train must be a positive integer, got {n_train!r}")
     sizes = get_profile(profile)
-    budget = sizes.models.cnn_epochs * 2 * sizes.datasets.n_train_per_class
+    epochs = sizes.models.cnn_epochs if symmetric_epochs is None else symmetric_epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1:
+        raise ValueError(f"symmetric_epochs must be a positive integer, got {epochs!r}")
+    budget = epochs * 2 * sizes.datasets.n_train_per_class
     return max(1, math.ceil(budget / n_train))
 
 
@@ -502,6 +505,23 @@ def _accuracy(
         xb = _as_view(x[start : start + batch], view, image_shape).to(device)
         correct += int((model(xb).argmax(1).cpu() == y[start : start + batch]).sum())
     return correct / x.shape[0]
+
+
+def _logits(
+    model: nn.Module,
+    x: Tensor,
+    view: str,
+    image_shape: tuple[int, int, int],
+    device: torch.device,
+    batch: int = 256,
+) -> Tensor:
+    """``model``'s logits [n, 2] (on the CPU) for x [n, d] fed as ``view``."""
+    with torch.no_grad():
+        parts = [
+            model(_as_view(x[start : start + batch], view, image_shape).to(device)).cpu()
+            for start in range(0, x.shape[0], batch)
+        ]
+    return torch.cat(parts)
 
 
 def attacked_indices(n_test: int, n_attack: int, seed: int) -> np.ndarray:
@@ -952,12 +972,19 @@ def symmetric_vs_real(
     profile: str = "quick",
     seed: int = 0,
     device: str | torch.device = "auto",
+    epochs: int | None = None,
     checkpoints: Checkpoints | None = None,
 ) -> dict[str, float]:
     """Table 3: real-test accuracy of ``real_cnn`` (trained on the real images) and of a CNN trained on the
     symmetric dataset's training samples (``symmetric_data`` + ``train_cnn``: chapter 4's CNN).
 
-    Returns {"real_train": accuracy, "symmetric_train": accuracy} on ``task``'s test images.
+    Returns {"real_train": accuracy, "symmetric_train": accuracy} on ``task``'s test images, and for
+    each of the two CNNs the accuracy on each class's test images ("<cnn>_class0", "<cnn>_class1").
+    The symmetric dataset has equal class priors by construction while the real faces do not, so
+    "symmetric_train_prior_corrected" is the symmetric CNN's accuracy once the log prior odds of the real
+    *training* set are added to its logit difference (no test label is used): the part of the drop
+    that a different prior explains is gone from it.
+    ``epochs``: the symmetric CNN's epochs (None: the profile's, as in chapter 4).
     ``checkpoints``: keep the symmetric-data CNN there (step ``train_symmetric_cnn``) and reuse it.
     """
     if tuple(models.image_shape) != tuple(task.image_shape):
@@ -966,39 +993,108 @@ def symmetric_vs_real(
 
     def train() -> nn.Module:
         return train_cnn(
-            data.x_train, data.y_train, data.image_shape, profile=profile, seed=seed, device=device
+            data.x_train,
+            data.y_train,
+            data.image_shape,
+            profile=profile,
+            seed=seed,
+            device=device,
+            epochs=epochs,
         )
 
     inputs = (data.x_train, data.y_train, tuple(data.image_shape), get_profile(profile).models, seed)
+    if epochs is not None:  # the default's inputs stay as they were, so existing checkpoints still match
+        inputs = (*inputs, epochs)
     symmetric_cnn = _cached(checkpoints, "train_symmetric_cnn", inputs, train)
     dev = resolve_device(device)
     x, y = torch.as_tensor(task.x_test), torch.as_tensor(task.y_test).long()
-    accuracies = {}
+    logits = {}
     for name, model in (("real_train", real_cnn), ("symmetric_train", symmetric_cnn)):
         model = model.to(dev).eval()
-        accuracies[name] = _accuracy(
-            model, x, y, _input_view(model, x, task.image_shape, dev), task.image_shape, dev
+        logits[name] = _logits(model, x, _input_view(model, x, task.image_shape, dev), task.image_shape, dev)
+    prior = float(np.mean(task.y_train == 1))
+    return table3_accuracies(logits["real_train"], logits["symmetric_train"], y, prior)
+
+
+def table3_accuracies(
+    real_logits: Tensor, symmetric_logits: Tensor, y: Tensor, train_prior: float
+) -> dict[str, float]:
+    """Table 3's accuracies from the two CNNs' logits [n, 2] on the real test images y [n].
+
+    ``train_prior``: share of class 1 among the real training images, in (0, 1); it shifts the
+    symmetric CNN's decision to that prior ("symmetric_train_prior_corrected"; see ``symmetric_vs_real``).
+    """
+    if not 0 < train_prior < 1:
+        raise ValueError(
+            f"train_prior is the share of class 1 in the real training set, in (0, 1); got {train_prior}"
         )
-    return accuracies
+    y = torch.as_tensor(y).long().cpu()
+    out: dict[str, float] = {}
+    for name, logits in (("real_train", real_logits), ("symmetric_train", symmetric_logits)):
+        logits = torch.as_tensor(logits).detach().cpu().double()
+        if logits.shape != (len(y), 2):
+            raise ValueError(f"{name} logits must be [{len(y)}, 2], got {list(logits.shape)}")
+        correct = logits.argmax(1) == y
+        out[name] = float(correct.double().mean())
+        for label in (0, 1):
+            of_class = y == label
+            share = correct[of_class].double().mean() if of_class.any() else math.nan
+            out[f"{name}_class{label}"] = float(share)
+    log_odds = math.log(train_prior / (1 - train_prior))
+    sym = torch.as_tensor(symmetric_logits).detach().cpu().double()
+    shifted = (sym[:, 1] - sym[:, 0] + log_odds > 0).long()
+    out["symmetric_train_prior_corrected"] = float((shifted == y).double().mean())
+    return out
 
 
 def table3_frame(table3: Mapping[str, float], attribute: str) -> pd.DataFrame:
-    """Table 3 row, ours beside the paper's (accuracies %, and the drop from real to symmetric training)."""
+    """Table 3 row, ours beside the paper's (accuracies %, and the drop from real to symmetric training).
+
+    When ``table3`` has "symmetric_train_prior_corrected" (``symmetric_vs_real``), two more columns give
+    the symmetric CNN's accuracy with the real training prior and the drop that is left.
+    """
     rows = {"ours": table3}
     paper = paper_values.TABLE3.get(("celeba", attribute))
     if paper:
         rows["paper"] = paper
+
+    def points(acc: Mapping[str, float], key: str, minus: str | None = None) -> float:
+        value = acc.get(key, math.nan) - (0.0 if minus is None else acc.get(minus, math.nan))
+        return round(100 * value, 1)
+
+    columns = {}
+    for who, acc in rows.items():
+        columns[who] = {
+            "real training %": points(acc, "real_train"),
+            "symmetric training %": points(acc, "symmetric_train"),
+            "drop (points)": points(acc, "real_train", "symmetric_train"),
+        }
+        if "symmetric_train_prior_corrected" in table3:
+            columns[who]["symmetric, real prior %"] = points(acc, "symmetric_train_prior_corrected")
+            columns[who]["drop with the prior (points)"] = points(
+                acc, "real_train", "symmetric_train_prior_corrected"
+            )
+    frame = pd.DataFrame(columns).T
+    frame.index.name = f"CelebA / {attribute}"
+    return frame
+
+
+def table3_per_class(table3: Mapping[str, float], class_names: Sequence[str]) -> pd.DataFrame:
+    """Each Table 3 CNN's accuracy (%) on the real test images of each class: where the drop comes from."""
+    missing = [f"{who}_class{label}" for who in ("real_train", "symmetric_train") for label in (0, 1)]
+    missing = [key for key in missing if key not in table3]
+    if missing:
+        raise ValueError(f"table3 lacks {missing}: make it with symmetric_vs_real")
     frame = pd.DataFrame(
         {
-            who: {
-                "real training %": round(100 * acc["real_train"], 1),
-                "symmetric training %": round(100 * acc["symmetric_train"], 1),
-                "drop (points)": round(100 * (acc["real_train"] - acc["symmetric_train"]), 1),
+            name: {
+                "CNN trained on real images": round(100 * table3[f"real_train_class{label}"], 1),
+                "CNN trained on symmetric samples": round(100 * table3[f"symmetric_train_class{label}"], 1),
             }
-            for who, acc in rows.items()
+            for label, name in enumerate(class_names)
         }
-    ).T
-    frame.index.name = f"CelebA / {attribute}"
+    )
+    frame.columns = [f"{name} %" for name in class_names]
     return frame
 
 

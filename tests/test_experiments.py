@@ -283,6 +283,11 @@ def test_matched_epochs_give_the_symmetric_training_budget():
         assert epochs * n >= budget and (epochs == 1 or (epochs - 1) * n < budget)
     with pytest.raises(ValueError, match="positive integer"):
         ex.matched_epochs(0)
+    # paper: 2 x 10,000 symmetric samples; 4 epochs over them are 80,000 examples, 6 epochs of 15,063
+    assert ex.matched_epochs(15063, "paper", symmetric_epochs=4) == 6
+    assert ex.matched_epochs(15063, "paper") == 27  # 20 epochs: 400,000 examples
+    with pytest.raises(ValueError, match="symmetric_epochs must be a positive integer"):
+        ex.matched_epochs(100, symmetric_epochs=0)
 
 
 def test_train_classifiers_gives_two_logit_modules_and_the_gamma_rule(tiny_data, tiny_trained):
@@ -454,9 +459,46 @@ def test_symmetric_vs_real_and_table3(tiny_models, tiny_trained):
     assert frame.loc["ours", "drop (points)"] == pytest.approx(
         round(100 * (table3["real_train"] - table3["symmetric_train"]), 1)
     )
+    for who in ("real_train", "symmetric_train"):  # the mean of the per-class accuracies, weighted
+        per_class = [table3[f"{who}_class{label}"] for label in (0, 1)]
+        assert np.dot(per_class, [np.mean(y == 0), np.mean(y == 1)]) == pytest.approx(table3[who])
+    # Balanced training labels: the real prior is 1/2, and the correction changes nothing.
+    assert table3["symmetric_train_prior_corrected"] == pytest.approx(table3["symmetric_train"])
+    assert frame.loc["ours", "drop with the prior (points)"] == frame.loc["ours", "drop (points)"]
+    assert np.isnan(frame.loc["paper", "symmetric, real prior %"])
+    per_class = ex.table3_per_class(table3, task.class_names)
+    assert list(per_class.columns) == ["not Male %", "Male %"]
+    assert per_class.loc["CNN trained on symmetric samples", "Male %"] == round(
+        100 * table3["symmetric_train_class1"], 1
+    )
+    with pytest.raises(ValueError, match="make it with symmetric_vs_real"):
+        ex.table3_per_class({"real_train": 0.9, "symmetric_train": 0.8}, task.class_names)
     wrong = TaskData("celeba", "Male", x[:, :9], y, x[:, :9], y, (1, 3, 3), ("a", "b"), "tiny")
     with pytest.raises(ValueError, match="images but the task has"):
         ex.symmetric_vs_real(tiny_models, wrong, tiny_trained.modules["cnn"], device="cpu")
+
+
+def test_table3_accuracies_per_class_and_with_the_real_prior():
+    y = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+    real = torch.tensor([[1.0, 0.0]] * 6 + [[0.0, 1.0], [1.0, 0.0]])  # all of class 0, half of class 1
+    # Logit differences (class 1 - class 0): the symmetric CNN calls three of the six class-0 images 1,
+    # with margins 0.2, 0.4 and 2.0, and both class-1 images 1, with margins 0.3 and 3.0.
+    diff = torch.tensor([-1.0, -1.0, -1.0, 0.2, 0.4, 2.0, 0.3, 3.0])
+    symmetric = torch.stack([torch.zeros(8), diff], dim=1)
+    out = ex.table3_accuracies(real, symmetric, y, train_prior=0.25)
+    assert out["real_train"] == pytest.approx(7 / 8)
+    assert (out["real_train_class0"], out["real_train_class1"]) == pytest.approx((1.0, 0.5))
+    assert out["symmetric_train"] == pytest.approx(5 / 8)
+    assert (out["symmetric_train_class0"], out["symmetric_train_class1"]) == pytest.approx((0.5, 1.0))
+    # Prior 1/4: log odds -log 3 = -1.099 moves the margins 0.2, 0.4 and 0.3 below zero, not 2.0 or 3.0.
+    assert out["symmetric_train_prior_corrected"] == pytest.approx(6 / 8)
+    frame = ex.table3_frame(out, "Smiling")
+    assert frame.loc["ours", "drop (points)"] == pytest.approx(25.0)
+    assert frame.loc["ours", "drop with the prior (points)"] == pytest.approx(12.5)
+    with pytest.raises(ValueError, match="share of class 1"):
+        ex.table3_accuracies(real, symmetric, y, train_prior=1.0)
+    with pytest.raises(ValueError, match=r"logits must be \[8, 2\]"):
+        ex.table3_accuracies(real[:, :1], symmetric, y, train_prior=0.5)
 
 
 def test_figures_are_returned(tiny_data, tiny_evaluation):

@@ -192,6 +192,28 @@ def test_tables_2_and_3(results_dir):
     assert math.isnan(t3.loc["CelebA / Smiling", ("ours", "real train")])
     assert t3.loc["Average", ("ours", "drop")] == pytest.approx((0.06 + 0.02) / 2)
     assert t3.loc["Average", ("paper", "drop")] == pytest.approx(0.0504)
+    assert ("ours", "symmetric, real prior") not in t3.columns  # no result holds it
+
+
+def test_table3_shows_the_prior_corrected_drop_where_results_hold_it(tmp_path):
+    table3 = {"real_train": 0.97, "symmetric_train": 0.84, "symmetric_train_prior_corrected": 0.9}
+    save_result(CH5, "celeba", "Male", "quick", 0, {"table3": table3}, results_dir=tmp_path)
+    save_result(
+        CH5,
+        "celeba",
+        "Bangs",
+        "quick",
+        0,
+        {"table3": {"real_train": 0.95, "symmetric_train": 0.93}},
+        results_dir=tmp_path,
+    )
+    t3 = summary.table3(summary.collect_results("quick", tmp_path))
+    assert t3.loc["CelebA / Male", ("ours", "drop")] == pytest.approx(0.13)
+    assert t3.loc["CelebA / Male", ("ours", "symmetric, real prior")] == 0.9
+    assert t3.loc["CelebA / Male", ("ours", "drop, real prior")] == pytest.approx(0.07)
+    assert math.isnan(t3.loc["CelebA / Bangs", ("ours", "drop, real prior")])  # made before it was recorded
+    assert t3.loc["Average", ("ours", "drop, real prior")] == pytest.approx(0.07)
+    assert t3.loc["Average", ("ours", "drop")] == pytest.approx((0.13 + 0.02) / 2)
 
 
 def test_symmetric_vs_asymmetric_sets_ours_beside_the_papers(results_dir):

@@ -1,0 +1,51 @@
+"""scripts/table3_prior.py: chapter 5's Table 3 on a smaller budget, per class and with the real prior."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from nbhelpers import experiments
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def table3_prior():
+    spec = importlib.util.spec_from_file_location("table3_prior", ROOT / "scripts" / "table3_prior.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)  # the sample shipped with the package
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "table3.json"
+    args = ["--attribute", "Bangs", "--profile", "quick", "--epochs", "1", "--device", "cpu"]
+    args += ["--out", str(out)]
+    assert table3_prior.main(args) == 0
+    record = json.loads(out.read_text())
+    task = experiments.real_task("Bangs", "quick")
+    assert record["n_real_train"] == len(task.y_train)
+    assert record["real_epochs"] == experiments.matched_epochs(len(task.y_train), "quick", symmetric_epochs=1)
+    prior = float(np.mean(task.y_train == 1))
+    assert record["real_train_prior"] == pytest.approx(prior) and 0 < prior < 0.5  # Bangs is the rarer class
+    table3 = record["table3"]
+    shares = [np.mean(task.y_test == label) for label in (0, 1)]
+    for who in ("real_train", "symmetric_train"):
+        per_class = [table3[f"{who}_class{label}"] for label in (0, 1)]
+        assert np.dot(per_class, shares) == pytest.approx(table3[who])
+    assert 0 <= table3["symmetric_train_prior_corrected"] <= 1
+    assert record["command"].startswith("python scripts/table3_prior.py --attribute Bangs")
+    printed = capsys.readouterr().out
+    assert "drop with the prior (points)" in printed and "Bangs %" in printed
+
+
+def test_bad_input_is_named(table3_prior, tmp_path):
+    with pytest.raises(SystemExit):
+        table3_prior.main(["--epochs", "0"])
+    with pytest.raises(ValueError, match="valid attributes are Male, Smiling"):
+        table3_prior.main(["--attribute", "Blond", "--profile", "quick"])
