@@ -426,7 +426,8 @@ class Evaluation:
     ``x`` [m, d] and ``y`` [m]: the attacked samples (the same for every model), ``indices`` [m] their
     rows in the test set; ``results`` and ``reports``: per model, the ``run_attacks`` outcome (best
     adversarial per sample) and its ``RobustnessReport``; ``test_accuracy``: per model, the accuracy on
-    all ``n_test`` test samples; ``attacks``: per model, the attacks run.
+    all ``n_test`` test samples; ``attacks``: per model, the attacks run; ``seconds``: per model, the wall
+    time of its evaluation in this run (attacks reused from checkpoints take almost none).
     """
 
     x: Tensor
@@ -438,6 +439,7 @@ class Evaluation:
     test_accuracy: dict[str, float]
     attacks: dict[str, list[str]]
     n_test: int
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def check_attacks(attacks: Sequence[str] | str) -> list[str]:
@@ -569,8 +571,9 @@ def evaluate_models(
         raise ValueError(f"n_attack must be a positive integer (or None for the profile's), got {n_attack!r}")
     indices = attacked_indices(len(y_all), int(n_attack), seed)
     x, y = x_all[indices], y_all[indices]
-    results, reports, test_accuracy, used = {}, {}, {}, {}
+    results, reports, test_accuracy, used, seconds = {}, {}, {}, {}, {}
     for name, model in tqdm(modules.items(), desc="attacks", disable=not progress, leave=False):
+        start = time.perf_counter()
         model = model.to(dev).eval()
         view = _input_view(model, x, image_shape, dev)
         test_accuracy[name] = _accuracy(model, x_all, y_all, view, image_shape, dev)
@@ -588,7 +591,10 @@ def evaluate_models(
             checkpoint_tag=name,
         )
         reports[name] = report_from_attacks(xv, y, results[name])
-    return Evaluation(x, y, indices, tuple(image_shape), results, reports, test_accuracy, used, len(y_all))
+        seconds[name] = time.perf_counter() - start
+    return Evaluation(
+        x, y, indices, tuple(image_shape), results, reports, test_accuracy, used, len(y_all), seconds
+    )
 
 
 def score_test_set(
@@ -1103,6 +1109,15 @@ def table3_per_class(table3: Mapping[str, float], class_names: Sequence[str]) ->
 # --------------------------------------------------------------------------------------------------
 
 
+def _timings(evaluation: Evaluation, trained: TrainedClassifiers | None) -> dict[str, dict[str, float]]:
+    """Wall seconds per model: "train" (each fit, as first made: a checkpoint keeps its time) and
+    "evaluate" (accuracy and attacks in this run), so a result says where a run's time went."""
+    out = {"evaluate": dict(evaluation.seconds)}
+    if trained is not None:
+        out["train"] = dict(trained.seconds)
+    return out
+
+
 def chapter4_metrics(
     evaluation: Evaluation,
     sweeps: Mapping[str, Sequence[SweepPoint]],
@@ -1113,7 +1128,8 @@ def chapter4_metrics(
     "bayes", "cnn", "linear_svm", "rbf_svm": ``RobustnessReport.to_dict()``; "sweeps": train_size /
     width / depth -> list of {"value", "test_accuracy", "seconds", "report"}; "trades": list of
     {"beta", "test_accuracy", "seconds", "report"}; "test_accuracy": per model on all test samples;
-    "rbf_gamma" and "gamma_search" when ``trained`` is given.
+    "seconds": wall seconds per model ("evaluate", and "train" when ``trained`` is given); "rbf_gamma" and
+    "gamma_search" when ``trained`` is given.
     """
     metrics: dict[str, Any] = {name: rep.to_dict() for name, rep in evaluation.reports.items()}
     metrics["test_accuracy"] = dict(evaluation.test_accuracy)
@@ -1123,6 +1139,7 @@ def chapter4_metrics(
         name: [p.to_dict() for p in points] for name, points in sweeps.items() if name != "trades"
     }
     metrics["trades"] = [p.to_dict("beta") for p in sweeps.get("trades", [])]
+    metrics["seconds"] = _timings(evaluation, trained)
     if trained is not None:
         metrics["rbf_gamma"] = trained.gamma
         metrics["gamma_search"] = trained.gamma_search
@@ -1136,12 +1153,14 @@ def chapter5_metrics(
     task: TaskData | None = None,
 ) -> dict[str, Any]:
     """The metrics of ``save_result("05_real_data", ...)``: "cnn", "linear_svm", "rbf_svm" reports,
-    "table3" {"real_train", "symmetric_train"}, "test_accuracy", and the gamma / class balance if given."""
+    "table3" (``symmetric_vs_real``), "test_accuracy", "seconds" (as in ``chapter4_metrics``), and the gamma /
+    class balance if given."""
     metrics: dict[str, Any] = {name: rep.to_dict() for name, rep in evaluation.reports.items()}
     metrics["table3"] = dict(table3)
     metrics["test_accuracy"] = dict(evaluation.test_accuracy)
     metrics["n_test"] = evaluation.n_test
     metrics["attacks"] = dict(evaluation.attacks)
+    metrics["seconds"] = _timings(evaluation, trained)
     if trained is not None:
         metrics["rbf_gamma"] = trained.gamma
         metrics["gamma_search"] = trained.gamma_search

@@ -435,11 +435,18 @@ def test_metrics_are_saved_and_read_back(tmp_path, tiny_evaluation, tiny_trained
     save_result("04_learned_classifiers", "celeba", "Smiling", "quick", 0, metrics, tmp_path)
     (saved,) = load_results("quick", tmp_path)
     assert saved["metrics"]["rbf_svm"]["n"] == 8 and saved["metrics"]["rbf_gamma"] == tiny_trained.gamma
+    seconds = saved["metrics"]["seconds"]  # where the run's time went, per model
+    assert set(seconds["evaluate"]) == set(tiny_evaluation.reports) and set(seconds["train"]) == set(
+        ex.LEARNED
+    )
+    assert all(value > 0 for part in seconds.values() for value in part.values())
+    assert seconds["train"] == pytest.approx(tiny_trained.seconds)
 
     real = {k: v for k, v in tiny_evaluation.reports.items() if k != "bayes"}
     real_eval = ex.Evaluation(**{**tiny_evaluation.__dict__, "reports": real})
     metrics5 = ex.chapter5_metrics(real_eval, {"real_train": 0.9, "symmetric_train": 0.8})
     assert set(metrics5) >= {"cnn", "linear_svm", "rbf_svm", "table3"} and "bayes" not in metrics5
+    assert "train" not in metrics5["seconds"]  # no trained classifiers given
     json.dumps(metrics5, allow_nan=False)
 
 
