@@ -21,6 +21,8 @@ import hashlib
 import json
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,8 +274,29 @@ def build_task_models(
     )
     models.to(torch_device)
     if cache:
-        save_task_models(models, folder)
+        _publish(models, folder)
     return models
+
+
+def _publish(models: TaskModels, folder: Path) -> None:
+    """Save ``models`` to the cache ``folder`` as a whole: written beside it, then renamed into place.
+
+    Runs of the same task in parallel (a sweep's chapters 3-5) may fit the same models at once; a run
+    that reads the folder must never see another rewriting it. The first complete folder stays.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        save_task_models(models, staging)
+        if folder.exists() and not (folder / "meta.json").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # left half-written by a crash of an older version
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / "meta.json").exists():  # not a finished folder of another run: a real error
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def save_task_models(models: TaskModels, folder: str | os.PathLike) -> Path:

@@ -102,6 +102,29 @@ def test_sampled_sets_are_balanced_deterministic_and_bayes_separable():
         sample_dataset(sym, 0)
 
 
+def test_cache_folder_appears_whole_and_the_first_one_stays(tmp_path, monkeypatch):
+    from nbhelpers import datasets
+
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    models = build_task_models("mnist", "0_vs_6", "quick", seed=0, device="cpu", progress=False)
+    (folder,) = (tmp_path / "cache" / "models").iterdir()  # nothing staged is left beside it
+    assert (folder / "meta.json").exists() and len(list(folder.glob("*.safetensors"))) == 6
+    # Another run finished the same folder first: ours is dropped, theirs kept untouched.
+    (folder / "theirs").write_text("x")
+    datasets._publish(models, folder)
+    assert (folder / "theirs").exists() and [p.name for p in folder.parent.iterdir()] == [folder.name]
+    # A folder without meta.json (a crash half-way) is replaced by a whole one.
+    half = folder.parent / "half"
+    half.mkdir()
+    (half / "fitted_class0.safetensors").write_bytes(b"trunc")
+    datasets._publish(models, half)
+    assert (half / "meta.json").exists() and (half / "fitted_class0.safetensors").stat().st_size > 5
+    reloaded = datasets.load_task_models(half, device="cpu")
+    assert torch.equal(reloaded.symmetric[0].mu, models.symmetric[0].mu)
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, "half"])
+
+
 def test_component_counts_follow_the_paper():
     assert mfa_sizes("mnist", 5000, "paper") == (25, 6)
     assert mfa_sizes("celeba", 5300, "paper") == (5, 10)
