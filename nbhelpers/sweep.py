@@ -627,17 +627,29 @@ def _remove_staging(run: Run) -> None:
 # Executors: a local process pool, or a Dask cluster.
 
 
-def local_worker_envs(device: str, jobs: int | None = None) -> list[dict[str, str]]:
+def _check_runs_per_gpu(runs_per_gpu: int) -> None:
+    if isinstance(runs_per_gpu, bool) or not isinstance(runs_per_gpu, int) or runs_per_gpu < 1:
+        raise SweepError(f"--runs-per-gpu must be an integer of at least 1, got {runs_per_gpu!r}")
+
+
+def local_worker_envs(device: str, jobs: int | None = None, runs_per_gpu: int = 1) -> list[dict[str, str]]:
     """One environment per local worker process (the kernels inherit it).
 
-    CUDA runs get at most one worker per visible GPU, each pinned to its GPU by ``CUDA_VISIBLE_DEVICES``.
-    CPU runs get ``jobs`` workers (default 1) that split the cores through ``OMP_NUM_THREADS`` unless the
-    user set it.
+    CUDA runs get at most ``runs_per_gpu`` workers per visible GPU (default 1: each run has its GPU to
+    itself), each pinned to its GPU by ``CUDA_VISIBLE_DEVICES``; more than one lets a run's CPU work
+    (libsvm, k-means) overlap another's GPU work. CPU runs get ``jobs`` workers (default 1) that split the
+    cores through ``OMP_NUM_THREADS`` unless the user set it.
     """
+    _check_runs_per_gpu(runs_per_gpu)
     try:
         resolved = get_device(device)
     except ValueError as err:
         raise SweepError(str(err)) from None
+    if runs_per_gpu > 1 and resolved.type != "cuda":
+        raise SweepError(
+            f"--runs-per-gpu {runs_per_gpu} needs a CUDA GPU, but the device is {resolved.type}: "
+            "use --jobs for CPU workers"
+        )
     if resolved.type == "cuda":
         import torch
 
@@ -645,7 +657,8 @@ def local_worker_envs(device: str, jobs: int | None = None) -> list[dict[str, st
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpus = [g.strip() for g in visible.split(",") if g.strip()][:count] if visible else []
         gpus = gpus or [str(i) for i in range(count)]
-        return [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus[: jobs or len(gpus)]]
+        slots = [gpu for _ in range(runs_per_gpu) for gpu in gpus]  # spread over the GPUs first
+        return [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in slots[: jobs or len(slots)]]
     jobs = jobs or 1
     if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
         return [{"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))} for _ in range(jobs)]
@@ -762,14 +775,21 @@ def sweep(
     scheduler: str | None = None,
     connect_timeout: float = 10.0,
     progress: bool = True,
+    runs_per_gpu: int = 1,
 ) -> SweepReport:
     """Execute the runs of ``plan`` that are not up to date; failures are collected, not raised.
 
-    Local by default (``jobs`` worker processes, see :func:`local_worker_envs`), or on the Dask scheduler at
-    ``scheduler`` (``jobs`` is then the cluster's business; notebooks and results folders must be shared).
+    Local by default (``jobs`` worker processes, at most ``runs_per_gpu`` per GPU, see
+    :func:`local_worker_envs`), or on the Dask scheduler at ``scheduler`` (``jobs`` is then the cluster's
+    business; notebooks and results folders must be shared).
     """
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs must be at least 1, got {jobs}")
+    _check_runs_per_gpu(runs_per_gpu)
+    if scheduler is not None and runs_per_gpu != 1:
+        raise SweepError(
+            "--runs-per-gpu is for local workers: on a Dask cluster the workers' resources decide"
+        )
     code_version = results.code_version()
     stale = [stale_reason(run, code_version, plan.keep_finished) is not None for run in plan.runs]
     todo = [run for run, must_run in zip(plan.runs, stale, strict=True) if must_run]
@@ -779,7 +799,7 @@ def sweep(
     if not todo:
         return SweepReport(finished, failed, skipped)
     if scheduler is None:
-        outcomes = _run_local(todo, local_worker_envs(plan.device, jobs))
+        outcomes = _run_local(todo, local_worker_envs(plan.device, jobs, runs_per_gpu))
         client = None
     else:
         client = connect_scheduler(scheduler, connect_timeout)
@@ -849,7 +869,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs",
         type=int,
         metavar="N",
-        help="local worker processes (default: 1 on CPU, one per GPU on CUDA, never more than the GPUs)",
+        help="local worker processes (default: 1 on CPU, one per GPU on CUDA, never more than "
+        "--runs-per-gpu per GPU)",
+    )
+    parser.add_argument(
+        "--runs-per-gpu",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs sharing each GPU at once (default 1: a run has its GPU to itself). 2 or 3 let one run's "
+        "CPU work (the RBF SVM's libsvm fits, the MFA's k-means start) overlap another's GPU work, if the "
+        "GPU's memory holds them all",
     )
     parser.add_argument(
         "--scheduler",
@@ -923,6 +953,7 @@ def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
             scheduler=args.scheduler,
             connect_timeout=args.connect_timeout,
             progress=not args.no_progress,
+            runs_per_gpu=args.runs_per_gpu,
         )
     except (SweepError, NotebookError) as err:
         print(f"nbhelpers sweep: error: {err}", file=sys.stderr)

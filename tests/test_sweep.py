@@ -503,6 +503,11 @@ def _free_port() -> int:
         (["--device", "tpu"], "unknown device 'tpu': valid devices are auto, cpu, cuda"),
         (["--seeds", "-1"], "seeds must be one or more non-negative integers"),
         (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--runs-per-gpu", "0"], "--runs-per-gpu must be an integer of at least 1, got 0"),
+        (
+            ["--runs-per-gpu", "2", "--scheduler", "tcp://127.0.0.1:8786"],
+            "--runs-per-gpu is for local workers",
+        ),
         (
             ["--scheduler", "10.0.0.5:8786"],
             "malformed scheduler address '10.0.0.5:8786': expected tcp://host:port",
@@ -560,6 +565,12 @@ def test_cuda_workers_get_one_gpu_each(monkeypatch):
     assert sweep.local_worker_envs("cuda", jobs=1) == [{"CUDA_VISIBLE_DEVICES": "0"}]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the user's choice of GPUs is kept
     assert sweep.local_worker_envs("cuda") == [{"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "5"}]
+    # Sharing is asked for: up to that many runs per GPU, spread over the GPUs first.
+    shared = sweep.local_worker_envs("cuda", runs_per_gpu=2)
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in shared] == ["3", "5", "3", "5"]
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in sweep.local_worker_envs("cuda", 3, 2)] == ["3", "5", "3"]
+    with pytest.raises(sweep.SweepError, match="--runs-per-gpu must be an integer of at least 1, got 0"):
+        sweep.local_worker_envs("cuda", runs_per_gpu=0)
 
 
 def test_cpu_workers_share_the_cores(monkeypatch):
@@ -574,6 +585,8 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     assert sweep.local_worker_envs("cpu", jobs=4) == [{}] * 4
     with pytest.raises(sweep.SweepError, match="no CUDA GPU is available"):
         sweep.local_worker_envs("cuda")
+    with pytest.raises(sweep.SweepError, match="needs a CUDA GPU, but the device is cpu: use --jobs"):
+        sweep.local_worker_envs("auto", runs_per_gpu=2)
 
 
 @pytest.fixture
