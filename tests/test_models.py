@@ -201,6 +201,34 @@ def test_search_gamma_picks_largest_gamma_that_keeps_accuracy():
     assert refit.support_.shape[0] == by_gamma[best]["n_support"]
 
 
+def test_search_gamma_gives_the_same_table_in_parallel():
+    x, y = ring(200, seed=7)
+    x_val, y_val = ring(200, seed=8)
+    gammas = [1e4, 1.0, 10.0, 1e3]
+    serial = search_gamma(x, y, x_val, y_val, gammas, min_accuracy=0.95, device="cpu", n_jobs=1)
+    threaded = search_gamma(x, y, x_val, y_val, gammas, min_accuracy=0.95, device="cpu", n_jobs=3)
+    assert threaded == serial and [row["gamma"] for row in threaded[1]] == sorted(gammas)
+    with pytest.raises(ValueError, match="n_jobs must be a positive integer or None"):
+        search_gamma(x, y, x_val, y_val, gammas, device="cpu", n_jobs=0)
+
+
+def test_gamma_workers_are_bounded_by_gammas_cores_and_memory(monkeypatch):
+    import nbhelpers.models.svm as svm
+
+    monkeypatch.setattr(svm.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(svm, "_available_memory", lambda: 64 * 2**30)
+    assert svm.gamma_workers(1000, 250, 5) == 5  # 10 MB per gamma: all five at once
+    # 16,000 + 4,000 faces: 2.56 GB per gamma, 32 GiB usable -> 13, capped by the 5 gammas
+    assert svm.gamma_workers(16000, 4000, 5) == 5
+    monkeypatch.setattr(svm, "_available_memory", lambda: 8 * 2**30)  # 4 GiB usable: one at a time
+    assert svm.gamma_workers(16000, 4000, 5) == 1
+    monkeypatch.setattr(svm.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(svm, "_available_memory", lambda: None)  # unknown memory: cores decide
+    assert svm.gamma_workers(1000, 250, 5) == 2
+    assert svm.gamma_workers(16000, 4000, 5, n_jobs=4) == 4  # asked for: the caller's choice
+    assert svm.gamma_workers(10, 5, 3, n_jobs=8) == 3
+
+
 def test_search_gamma_warns_and_falls_back_when_no_gamma_is_accurate():
     rng = np.random.default_rng(9)
     x, x_val = rng.random((80, 3)).astype(np.float32), rng.random((80, 3)).astype(np.float32)
