@@ -502,10 +502,7 @@ def _accuracy(
     batch: int = 256,
 ) -> float:
     """Share of x [n, d] (fed as ``view``) whose argmax logit equals y [n]."""
-    correct = 0
-    for start in range(0, x.shape[0], batch):
-        xb = _as_view(x[start : start + batch], view, image_shape).to(device)
-        correct += int((model(xb).argmax(1).cpu() == y[start : start + batch]).sum())
+    correct = int((_logits(model, x, view, image_shape, device, batch).argmax(1) == y.cpu()).sum())
     return correct / x.shape[0]
 
 
