@@ -26,6 +26,17 @@ from nbhelpers.models.training import resolve_device
 from nbhelpers.results import write_json_atomic
 
 
+def command(args: argparse.Namespace) -> str:
+    """The command line of ``args``, with the data folder written DATA (a record names no local path)."""
+    parts = ["python scripts/table3_prior.py", f"--attribute {args.attribute}", f"--epochs {args.epochs}"]
+    parts += [f"--profile {args.profile}", f"--seed {args.seed}", f"--device {args.device}"]
+    if args.data_dir is not None:
+        parts.append("--data-dir DATA")
+    if args.out is not None:
+        parts.append(f"--out {args.out.name}")
+    return " ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print(experiments.table3_per_class(table3, task.class_names).to_string())
     if args.out is not None:
         record = {
-            "command": "python scripts/table3_prior.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": command(args),
             "attribute": attribute,
             "profile": args.profile,
             "seed": args.seed,

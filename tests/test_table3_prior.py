@@ -39,7 +39,10 @@ def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, caps
         per_class = [table3[f"{who}_class{label}"] for label in (0, 1)]
         assert np.dot(per_class, shares) == pytest.approx(table3[who])
     assert 0 <= table3["symmetric_train_prior_corrected"] <= 1
-    assert record["command"].startswith("python scripts/table3_prior.py --attribute Bangs")
+    assert record["command"] == (
+        "python scripts/table3_prior.py --attribute Bangs --epochs 1 --profile quick --seed 0 --device cpu "
+        "--out table3.json"
+    )
     printed = capsys.readouterr().out
     assert "drop with the prior (points)" in printed and "Bangs %" in printed
 
