@@ -25,7 +25,7 @@ def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, caps
     monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "table3.json"
     args = ["--attribute", "Bangs", "--profile", "quick", "--epochs", "1", "--device", "cpu"]
-    args += ["--out", str(out)]
+    args += ["--images-per-component", "50", "--out", str(out)]
     assert table3_prior.main(args) == 0
     record = json.loads(out.read_text())
     task = experiments.real_task("Bangs", "quick")
@@ -41,8 +41,11 @@ def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, caps
     assert 0 <= table3["symmetric_train_prior_corrected"] <= 1
     assert record["command"] == (
         "python scripts/table3_prior.py --attribute Bangs --epochs 1 --profile quick --seed 0 --device cpu "
-        "--out table3.json"
+        "--images-per-component 50 --out table3.json"
     )
+    # quick fits at most 300 faces per class: 300 / 50 = 6 components (the profile's 100 per component: 3),
+    # and the 54 faces with bangs get the profile's floor of 2
+    assert record["images_per_component"] == 50 and record["components"] == [6, 2]
     printed = capsys.readouterr().out
     assert "drop with the prior (points)" in printed and "Bangs %" in printed
 
@@ -50,5 +53,7 @@ def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, caps
 def test_bad_input_is_named(table3_prior, tmp_path):
     with pytest.raises(SystemExit):
         table3_prior.main(["--epochs", "0"])
+    with pytest.raises(SystemExit):
+        table3_prior.main(["--images-per-component", "0"])
     with pytest.raises(ValueError, match="valid attributes are Male, Smiling"):
         table3_prior.main(["--attribute", "Blond", "--profile", "quick"])
