@@ -491,7 +491,6 @@ def _as_view(x: Tensor, view: str, image_shape: tuple[int, int, int]) -> Tensor:
     return x.reshape(x.shape[0], *image_shape) if view == "image" else x.reshape(x.shape[0], -1)
 
 
-@torch.no_grad()
 def _accuracy(
     model: nn.Module,
     x: Tensor,
@@ -506,6 +505,7 @@ def _accuracy(
     return correct / x.shape[0]
 
 
+@torch.no_grad()
 def _logits(
     model: nn.Module,
     x: Tensor,
@@ -515,11 +515,10 @@ def _logits(
     batch: int = 256,
 ) -> Tensor:
     """``model``'s logits [n, 2] (on the CPU) for x [n, d] fed as ``view``."""
-    with torch.no_grad():
-        parts = [
-            model(_as_view(x[start : start + batch], view, image_shape).to(device)).cpu()
-            for start in range(0, x.shape[0], batch)
-        ]
+    parts = [
+        model(_as_view(x[start : start + batch], view, image_shape).to(device)).cpu()
+        for start in range(0, x.shape[0], batch)
+    ]
     return torch.cat(parts)
 
 

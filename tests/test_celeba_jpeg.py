@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_script
 
 SAMPLE = ROOT / "nbhelpers" / "sample_data" / "celeba64.npz"
 
 
 @pytest.fixture(scope="module")
 def celeba_jpeg():
-    spec = importlib.util.spec_from_file_location("celeba_jpeg", ROOT / "scripts" / "celeba_jpeg.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("celeba_jpeg")
 
 
 def test_pack_then_unpack_gives_the_faces_back_within_jpeg_error(celeba_jpeg, tmp_path):

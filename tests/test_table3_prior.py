@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
 from nbhelpers import experiments
-from tests.conftest import ROOT
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def table3_prior():
-    spec = importlib.util.spec_from_file_location("table3_prior", ROOT / "scripts" / "table3_prior.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("table3_prior")
 
 
 def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, capsys, monkeypatch):
