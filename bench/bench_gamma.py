@@ -21,7 +21,7 @@ import torch
 
 from nbhelpers.config import get_profile
 from nbhelpers.data import load_task
-from nbhelpers.experiments import VAL_FRACTION
+from nbhelpers.experiments import gamma_split
 from nbhelpers.models.svm import gamma_workers, search_gamma, squared_distances
 from nbhelpers.models.training import resolve_device
 
@@ -36,9 +36,7 @@ def load(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
     else:
         task = load_task("celeba", args.attribute, data_dir=args.data_dir, seed=args.seed)
         x, y = task.x_train[: args.n], task.y_train[: args.n]
-    order = np.random.default_rng(args.seed).permutation(len(y))
-    n_val = round(VAL_FRACTION * len(y))
-    val, fit = order[:n_val], order[n_val:]
+    val, fit = gamma_split(len(y), seed=args.seed)
     return x[fit], y[fit], x[val], y[val]
 
 

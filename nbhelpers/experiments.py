@@ -288,6 +288,13 @@ def matched_epochs(n_train: int, profile: str = "quick", symmetric_epochs: int |
     return max(1, math.ceil(budget / n_train))
 
 
+def gamma_split(n: int, val_fraction: float = VAL_FRACTION, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``select_gamma``'s split of n rows: (validation rows, fitting rows), seeded."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, round(val_fraction * n))
+    return order[:n_val], order[n_val:]
+
+
 def select_gamma(
     x: np.ndarray,
     y: np.ndarray,
@@ -307,9 +314,7 @@ def select_gamma(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if not 0 <= tolerance < 1:
         raise ValueError(f"tolerance is an accuracy difference in [0, 1), got {tolerance}")
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_val = max(1, round(val_fraction * len(y)))
-    val, fit = order[:n_val], order[n_val:]
+    val, fit = gamma_split(len(y), val_fraction, seed)
     # min_accuracy=0 keeps search_gamma from warning: the selection rule is ours, applied below.
     _, table = search_gamma(
         x[fit], y[fit], x[val], y[val], gammas, min_accuracy=0.0, device=resolve_device(device).type
@@ -1032,8 +1037,11 @@ def table3_accuracies(
         )
     y = torch.as_tensor(y).long().cpu()
     out: dict[str, float] = {}
-    for name, logits in (("real_train", real_logits), ("symmetric_train", symmetric_logits)):
-        logits = torch.as_tensor(logits).detach().cpu().double()
+    as_double = {
+        name: torch.as_tensor(t).detach().cpu().double()
+        for name, t in (("real_train", real_logits), ("symmetric_train", symmetric_logits))
+    }
+    for name, logits in as_double.items():
         if logits.shape != (len(y), 2):
             raise ValueError(f"{name} logits must be [{len(y)}, 2], got {list(logits.shape)}")
         correct = logits.argmax(1) == y
@@ -1043,7 +1051,7 @@ def table3_accuracies(
             share = correct[of_class].double().mean() if of_class.any() else math.nan
             out[f"{name}_class{label}"] = float(share)
     log_odds = math.log(train_prior / (1 - train_prior))
-    sym = torch.as_tensor(symmetric_logits).detach().cpu().double()
+    sym = as_double["symmetric_train"]
     shifted = (sym[:, 1] - sym[:, 0] + log_odds > 0).long()
     out["symmetric_train_prior_corrected"] = float((shifted == y).double().mean())
     return out
