@@ -1020,7 +1020,30 @@ def symmetric_vs_real(
         model = model.to(dev).eval()
         logits[name] = _logits(model, x, _input_view(model, x, task.image_shape, dev), task.image_shape, dev)
     prior = float(np.mean(task.y_train == 1))
-    return table3_accuracies(logits["real_train"], logits["symmetric_train"], y, prior)
+    out = table3_accuracies(logits["real_train"], logits["symmetric_train"], y, prior)
+    return {**out, **bayes_real_accuracy(models, task)}
+
+
+def bayes_real_accuracy(models: TaskModels, task: TaskData, batch: int = 256) -> dict[str, float]:
+    """Real-test accuracy of the Bayes-optimal classifiers of ``models``' fitted and symmetric MFA pairs.
+
+    Returns {"bayes_fitted": accuracy, "bayes_symmetric": accuracy} on ``task``'s test images (equal
+    class priors, as in the symmetric dataset). The symmetric pair is the model the symmetric samples
+    come from, so its accuracy on real faces says how much of the real classes it keeps: a CNN trained on
+    its samples learns that pair's decision, not the real faces' one.
+    """
+    if tuple(models.image_shape) != tuple(task.image_shape):
+        raise ValueError(f"the models make {models.image_shape} images but the task has {task.image_shape}")
+    x, y = torch.as_tensor(task.x_test), torch.as_tensor(task.y_test).long()
+    out = {}
+    for variant in ("fitted", "symmetric"):
+        classifier = BayesClassifier(*models.pair(variant))
+        with torch.no_grad():
+            predicted = torch.cat(
+                [classifier.predict(x[start : start + batch]).cpu() for start in range(0, len(y), batch)]
+            )
+        out[f"bayes_{variant}"] = float((predicted == y).double().mean())
+    return out
 
 
 def table3_accuracies(
@@ -1061,7 +1084,8 @@ def table3_frame(table3: Mapping[str, float], attribute: str) -> pd.DataFrame:
     """Table 3 row, ours beside the paper's (accuracies %, and the drop from real to symmetric training).
 
     When ``table3`` has "symmetric_train_prior_corrected" (``symmetric_vs_real``), two more columns give
-    the symmetric CNN's accuracy with the real training prior and the drop that is left.
+    the symmetric CNN's accuracy with the real training prior and the drop that is left; when it has
+    "bayes_symmetric" (``bayes_real_accuracy``), one more gives that pair's Bayes-optimal classifier's.
     """
     rows = {"ours": table3}
     paper = paper_values.TABLE3.get(("celeba", attribute))
@@ -1084,6 +1108,8 @@ def table3_frame(table3: Mapping[str, float], attribute: str) -> pd.DataFrame:
             columns[who]["drop with the prior (points)"] = points(
                 acc, "real_train", "symmetric_train_prior_corrected"
             )
+        if "bayes_symmetric" in table3:
+            columns[who]["Bayes-optimal, symmetric pair %"] = points(acc, "bayes_symmetric")
     frame = pd.DataFrame(columns).T
     frame.index.name = f"CelebA / {attribute}"
     return frame

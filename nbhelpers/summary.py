@@ -295,7 +295,9 @@ def table3(results: SummaryResults) -> pd.DataFrame:
     data, and the drop (real minus symmetric), ours ("ours", 3 or 5 columns) beside the paper's ("paper", 3).
 
     Where our results hold the symmetric CNN's accuracy with the real training prior
-    (``experiments.symmetric_vs_real``), two more columns of ours give it and the drop left with it.
+    (``experiments.symmetric_vs_real``), two more columns of ours give it and the drop left with it, and
+    where they hold the symmetric MFA pair's Bayes-optimal accuracy on the real test faces
+    (``experiments.bayes_real_accuracy``), one more gives that.
     Rows: the paper's five tasks and any other with a chapter 05 result; each column's average is over
     the rows that have a number.
     """
@@ -305,6 +307,7 @@ def table3(results: SummaryResults) -> pd.DataFrame:
         real = results.value(REAL_CHAPTER, *task, "table3.real_train")
         symmetric = results.value(REAL_CHAPTER, *task, "table3.symmetric_train")
         prior = results.value(REAL_CHAPTER, *task, "table3.symmetric_train_prior_corrected")
+        bayes = results.value(REAL_CHAPTER, *task, "table3.bayes_symmetric")
         paper = pv.TABLE3.get(task, {})
         paper_real, paper_sym = paper.get("real_train", math.nan), paper.get("symmetric_train", math.nan)
         rows.append(
@@ -314,19 +317,23 @@ def table3(results: SummaryResults) -> pd.DataFrame:
                 real - symmetric,
                 prior,
                 real - prior,
+                bayes,
                 paper_real,
                 paper_sym,
                 paper_real - paper_sym,
             ]
         )
     ours = ["real train", "symmetric train", "drop", "symmetric, real prior", "drop, real prior"]
+    ours.append("Bayes, symmetric pair")
     columns = pd.MultiIndex.from_tuples(
         [("ours", name) for name in ours] + [("paper", name) for name in ours[:3]]
     )
     table = pd.DataFrame(rows, index=_labels(tasks), columns=columns, dtype=float)
     table.loc["Average"] = table.mean(axis=0, skipna=True)
-    if table[("ours", "symmetric, real prior")].isna().all():  # results made before it was recorded
-        table = table.drop(columns=[("ours", "symmetric, real prior"), ("ours", "drop, real prior")])
+    # Results made before a column was recorded leave it empty: drop it rather than show NaN.
+    for first, *rest in (("symmetric, real prior", "drop, real prior"), ("Bayes, symmetric pair",)):
+        if table[("ours", first)].isna().all():
+            table = table.drop(columns=[("ours", name) for name in (first, *rest)])
     return table
 
 

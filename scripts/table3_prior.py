@@ -45,7 +45,8 @@ def finer_profile(args: argparse.Namespace) -> str:
 
 def command(args: argparse.Namespace) -> str:
     """The command line of ``args``, with the data folder written DATA (a record names no local path)."""
-    parts = ["python scripts/table3_prior.py", f"--attribute {args.attribute}", f"--epochs {args.epochs}"]
+    parts = ["python scripts/table3_prior.py", f"--attribute {args.attribute}"]
+    parts.append("--bayes-only" if args.bayes_only else f"--epochs {args.epochs}")
     parts += [f"--profile {args.profile}", f"--seed {args.seed}", f"--device {args.device}"]
     if args.images_per_component is not None:
         parts.append(f"--images-per-component {args.images_per_component}")
@@ -54,6 +55,26 @@ def command(args: argparse.Namespace) -> str:
     if args.out is not None:
         parts.append(f"--out {args.out.name}")
     return " ".join(parts)
+
+
+def _record(args: argparse.Namespace, attribute: str, profile: str, models, task) -> dict:
+    """The fields every record has: the command, the task, the MFA pair and the machine."""
+    return {
+        "command": command(args),
+        "attribute": attribute,
+        "profile": args.profile,
+        "images_per_component": get_profile(profile).mfa.celeba_images_per_component,
+        "components": [mfa.K for mfa in models.fitted],
+        "seed": args.seed,
+        "n_real_train": len(task.y_train),
+        "real_train_prior": float((task.y_train == 1).mean()),
+        "class_balance": task.class_balance(),
+        "source": experiments.source_label(task.source),
+        "device": str(resolve_device(args.device)),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="fit the MFA pair with one component per N faces (default: the profile's)",
     )
+    parser.add_argument(
+        "--bayes-only",
+        action="store_true",
+        help="train no CNN: only the real-test accuracy of the MFA pairs' Bayes-optimal classifiers",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the numbers to this JSON file")
     args = parser.parse_args(argv)
     if args.epochs < 1:
@@ -90,6 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     task = experiments.real_task(attribute, profile, args.seed, args.data_dir)
     models = build_task_models("celeba", attribute, profile, args.seed, args.device, data_dir=args.data_dir)
     fitted = time.perf_counter()
+    if args.bayes_only:
+        bayes = experiments.bayes_real_accuracy(models, task)
+        for name, accuracy in bayes.items():
+            print(f"{name}: {100 * accuracy:.1f}% of {len(task.y_test)} real test faces")
+        if args.out is not None:
+            record = _record(args, attribute, profile, models, task)
+            seconds = {"models": fitted - start, "bayes": time.perf_counter() - fitted}
+            record.update(table3=bayes, seconds=seconds)
+            write_json_atomic(args.out, record)
+            print(f"wrote {args.out}")
+        return 0
     real_epochs = experiments.matched_epochs(len(task.y_train), profile, symmetric_epochs=args.epochs)
     real_cnn = experiments.train_cnn(
         task.x_train,
@@ -110,30 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     print(experiments.table3_frame(table3, attribute).to_string())
     print(experiments.table3_per_class(table3, task.class_names).to_string())
     if args.out is not None:
-        record = {
-            "command": command(args),
-            "attribute": attribute,
-            "profile": args.profile,
-            "images_per_component": get_profile(profile).mfa.celeba_images_per_component,
-            "components": [mfa.K for mfa in models.fitted],
-            "seed": args.seed,
-            "symmetric_epochs": args.epochs,
-            "real_epochs": real_epochs,
-            "n_real_train": len(task.y_train),
-            "real_train_prior": float((task.y_train == 1).mean()),
-            "class_balance": task.class_balance(),
-            "source": experiments.source_label(task.source),
-            "table3": table3,
-            "seconds": {
+        record = _record(args, attribute, profile, models, task)
+        record.update(
+            symmetric_epochs=args.epochs,
+            real_epochs=real_epochs,
+            table3=table3,
+            seconds={
                 "models": fitted - start,
                 "real_cnn": real_trained - fitted,
                 "symmetric_cnn_and_evaluation": done - real_trained,
             },
-            "device": str(resolve_device(args.device)),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
-        }
+        )
         write_json_atomic(args.out, record)
         print(f"wrote {args.out}")
     return 0

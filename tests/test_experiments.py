@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import matplotlib.pyplot as plt
@@ -472,6 +473,9 @@ def test_symmetric_vs_real_and_table3(tiny_models, tiny_trained):
     # Balanced training labels: the real prior is 1/2, and the correction changes nothing.
     assert table3["symmetric_train_prior_corrected"] == pytest.approx(table3["symmetric_train"])
     assert frame.loc["ours", "drop with the prior (points)"] == frame.loc["ours", "drop (points)"]
+    bayes = ex.bayes_real_accuracy(tiny_models, task)
+    assert {key: table3[key] for key in bayes} == bayes
+    assert frame.loc["ours", "Bayes-optimal, symmetric pair %"] == round(100 * bayes["bayes_symmetric"], 1)
     assert np.isnan(frame.loc["paper", "symmetric, real prior %"])
     per_class = ex.table3_per_class(table3, task.class_names)
     assert list(per_class.columns) == ["not Male %", "Male %"]
@@ -483,6 +487,29 @@ def test_symmetric_vs_real_and_table3(tiny_models, tiny_trained):
     wrong = TaskData("celeba", "Male", x[:, :9], y, x[:, :9], y, (1, 3, 3), ("a", "b"), "tiny")
     with pytest.raises(ValueError, match="images but the task has"):
         ex.symmetric_vs_real(tiny_models, wrong, tiny_trained.modules["cnn"], device="cpu")
+
+
+def test_bayes_real_accuracy_counts_each_pairs_decisions(tiny_models):
+    # Two pairs in d = 16: unit-variance spheres at -3 e1 (class 0) and +3 e1 (class 1), which split the
+    # first pixel at 0, and the same with the means swapped, which gets every answer the other way round.
+    d = int(np.prod(IMAGE_SHAPE))
+    e1 = np.eye(d)[:1]
+    no_factors = np.zeros((1, d, 1))
+
+    def sphere(mean: np.ndarray) -> MFA:
+        return MFA.from_parameters(mean, no_factors, np.ones(1), isotropic=True)
+
+    models = dataclasses.replace(
+        tiny_models, fitted=(sphere(-3 * e1), sphere(3 * e1)), symmetric=(sphere(3 * e1), sphere(-3 * e1))
+    )
+    x = (np.array([-2.0, -1.0, 1.0, 2.0, 0.5])[:, None] * e1).astype(np.float32)
+    y = np.array([0, 0, 1, 0, 1])  # the fourth face is on the wrong side of the first pair's boundary
+    task = TaskData("celeba", "Male", x, y, x, y, IMAGE_SHAPE, ("not Male", "Male"), "tiny")
+    out = ex.bayes_real_accuracy(models, task, batch=2)
+    assert out == {"bayes_fitted": pytest.approx(0.8), "bayes_symmetric": pytest.approx(0.2)}
+    wrong = TaskData("celeba", "Male", x[:, :9], y, x[:, :9], y, (1, 3, 3), ("a", "b"), "tiny")
+    with pytest.raises(ValueError, match="images but the task has"):
+        ex.bayes_real_accuracy(models, wrong)
 
 
 def test_table3_accuracies_per_class_and_with_the_real_prior():

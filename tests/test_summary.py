@@ -193,10 +193,12 @@ def test_tables_2_and_3(results_dir):
     assert t3.loc["Average", ("ours", "drop")] == pytest.approx((0.06 + 0.02) / 2)
     assert t3.loc["Average", ("paper", "drop")] == pytest.approx(0.0504)
     assert ("ours", "symmetric, real prior") not in t3.columns  # no result holds it
+    assert ("ours", "Bayes, symmetric pair") not in t3.columns
 
 
-def test_table3_shows_the_prior_corrected_drop_where_results_hold_it(tmp_path):
+def test_table3_shows_the_prior_corrected_drop_and_the_bayes_accuracy_where_results_hold_them(tmp_path):
     table3 = {"real_train": 0.97, "symmetric_train": 0.84, "symmetric_train_prior_corrected": 0.9}
+    table3["bayes_symmetric"] = 0.81
     save_result(CH5, "celeba", "Male", "quick", 0, {"table3": table3}, results_dir=tmp_path)
     save_result(
         CH5,
@@ -214,6 +216,9 @@ def test_table3_shows_the_prior_corrected_drop_where_results_hold_it(tmp_path):
     assert math.isnan(t3.loc["CelebA / Bangs", ("ours", "drop, real prior")])  # made before it was recorded
     assert t3.loc["Average", ("ours", "drop, real prior")] == pytest.approx(0.07)
     assert t3.loc["Average", ("ours", "drop")] == pytest.approx((0.13 + 0.02) / 2)
+    assert t3.loc["CelebA / Male", ("ours", "Bayes, symmetric pair")] == 0.81
+    assert math.isnan(t3.loc["CelebA / Bangs", ("ours", "Bayes, symmetric pair")])
+    assert t3.loc["Average", ("ours", "Bayes, symmetric pair")] == pytest.approx(0.81)
 
 
 def test_symmetric_vs_asymmetric_sets_ours_beside_the_papers(results_dir):

@@ -53,3 +53,23 @@ def test_bad_input_is_named(table3_prior, tmp_path):
         table3_prior.main(["--images-per-component", "0"])
     with pytest.raises(ValueError, match="valid attributes are Male, Smiling"):
         table3_prior.main(["--attribute", "Blond", "--profile", "quick"])
+
+
+def test_bayes_only_trains_no_cnn(table3_prior, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(experiments, "train_cnn", None)  # calling it would fail the test
+    out = tmp_path / "bayes.json"
+    args = ["--attribute", "Smiling", "--profile", "quick", "--bayes-only", "--device", "cpu"]
+    args += ["--out", str(out)]
+    assert table3_prior.main(args) == 0
+    record = json.loads(out.read_text())
+    models = experiments.build_task_models("celeba", "Smiling", "quick", 0, "cpu")
+    task = experiments.real_task("Smiling", "quick")
+    assert record["table3"] == pytest.approx(experiments.bayes_real_accuracy(models, task))
+    assert set(record["table3"]) == {"bayes_fitted", "bayes_symmetric"} and "real_epochs" not in record
+    assert record["command"] == (
+        "python scripts/table3_prior.py --attribute Smiling --bayes-only --profile quick --seed 0 "
+        "--device cpu --out bayes.json"
+    )
+    assert f"bayes_symmetric: {100 * record['table3']['bayes_symmetric']:.1f}%" in capsys.readouterr().out
