@@ -1028,21 +1028,34 @@ def bayes_real_accuracy(models: TaskModels, task: TaskData, batch: int = 256) ->
     """Real-test accuracy of the Bayes-optimal classifiers of ``models``' fitted and symmetric MFA pairs.
 
     Returns {"bayes_fitted": accuracy, "bayes_symmetric": accuracy} on ``task``'s test images (equal
-    class priors, as in the symmetric dataset). The symmetric pair is the model the symmetric samples
-    come from, so its accuracy on real faces says how much of the real classes it keeps: a CNN trained on
-    its samples learns that pair's decision, not the real faces' one.
+    class priors, as in the symmetric dataset), and the same with the real training set's log prior odds
+    added to the log-density difference ("bayes_fitted_prior_corrected", "bayes_symmetric_prior_corrected").
+    The symmetric pair is the model the symmetric samples come from, so its accuracy on real faces says
+    how much of what tells the real classes apart it keeps: a CNN trained on its samples learns that
+    pair's decision, not the real faces' one.
     """
     if tuple(models.image_shape) != tuple(task.image_shape):
         raise ValueError(f"the models make {models.image_shape} images but the task has {task.image_shape}")
+    prior = float(np.mean(task.y_train == 1))
+    if not 0 < prior < 1:
+        raise ValueError(f"the task's training labels hold one class only (share of class 1: {prior})")
+    log_odds = math.log(prior / (1 - prior))
     x, y = torch.as_tensor(task.x_test), torch.as_tensor(task.y_test).long()
     out = {}
     for variant in ("fitted", "symmetric"):
         classifier = BayesClassifier(*models.pair(variant))
         with torch.no_grad():
-            predicted = torch.cat(
-                [classifier.predict(x[start : start + batch]).cpu() for start in range(0, len(y), batch)]
+            log_densities = torch.cat(
+                [
+                    classifier.class_log_densities(x[start : start + batch]).cpu()
+                    for start in range(0, len(y), batch)
+                ]
             )
-        out[f"bayes_{variant}"] = float((predicted == y).double().mean())
+        difference = log_densities[:, 1] - log_densities[:, 0]  # > 0: class 1 (ties go to class 0)
+        out[f"bayes_{variant}"] = float(((difference > 0).long() == y).double().mean())
+        out[f"bayes_{variant}_prior_corrected"] = float(
+            ((difference + log_odds > 0).long() == y).double().mean()
+        )
     return out
 
 

@@ -7,9 +7,14 @@ Chapter 5 trains the symmetric-sample CNN for the profile's epochs (20 in ``pape
 for as many examples (``experiments.matched_epochs``); that is hours on a CPU. Here both get the budget of
 ``--epochs`` epochs over the symmetric samples, so the chapter's question can be asked on a CPU: is the
 gap between the two CNNs a matter of the prior, or of the images? The MFA pair, the samples and the real
-faces are the chapter's own (``--profile``, default ``paper``). ``--images-per-component N`` fits the
-MFA pair with one component per N training faces instead of the profile's (1000 in ``paper``, as in the
-paper): does a finer model of the faces give samples from which a CNN learns the real faces better?
+faces are the chapter's own (``--profile``, default ``paper``).
+
+Where does the gap come from, if not the prior? ``--bayes-only`` trains no CNN and measures the MFA pairs'
+own Bayes-optimal accuracy on the real test faces (``experiments.bayes_real_accuracy``): how much of what
+tells the real classes apart the symmetric dataset keeps. Three options change the MFA fit (the profile's
+sizes otherwise): ``--images-per-component N`` (one component per N training faces; ``paper``: 1000, as in
+the paper), ``--max-images-per-class N`` (fit on at most N faces per class; ``paper``: all) and
+``--latent-dim L`` (``paper``: 10, as in the paper).
 """
 
 from __future__ import annotations
@@ -29,17 +34,28 @@ from nbhelpers.datasets import build_task_models
 from nbhelpers.models.training import resolve_device
 from nbhelpers.results import write_json_atomic
 
+# Options that change how the MFA pair is fitted: (argument, MFASizes field, profile name suffix).
+MFA_OPTIONS = (
+    ("images_per_component", "celeba_images_per_component", "{}-per-component"),
+    ("max_images_per_class", "max_images_per_class", "{}-per-class"),
+    ("latent_dim", "celeba_latent_dim", "latent{}"),
+)
 
-def finer_profile(args: argparse.Namespace) -> str:
-    """Register ``args.profile`` with ``args.images_per_component`` faces per MFA component; its name.
 
-    A profile of its own name also gives the MFA pair its own place in the model cache.
-    """
+def derived_profile(args: argparse.Namespace) -> str:
+    """``args.profile``, or when an MFA option is given, that profile with the option's MFA sizes
+    registered under a name of its own (which also gives the MFA pair its own place in the model cache)."""
     base = get_profile(args.profile)
-    name = f"{base.name}-{args.images_per_component}-per-component"
-    mfa = dataclasses.replace(base.mfa, celeba_images_per_component=args.images_per_component)
-    description = f"{base.description} MFA: one component per {args.images_per_component} faces."
-    PROFILES[name] = dataclasses.replace(base, name=name, description=description, mfa=mfa)
+    given = [(field, suffix, getattr(args, arg)) for arg, field, suffix in MFA_OPTIONS]
+    given = [(field, suffix, value) for field, suffix, value in given if value is not None]
+    if not given:
+        return base.name
+    name = "-".join([base.name, *(suffix.format(value) for _, suffix, value in given)])
+    mfa = dataclasses.replace(base.mfa, **{field: value for field, _, value in given})
+    changes = ", ".join(f"{field} = {value}" for field, _, value in given)
+    PROFILES[name] = dataclasses.replace(
+        base, name=name, description=f"{base.description} MFA: {changes}.", mfa=mfa
+    )
     return name
 
 
@@ -48,8 +64,9 @@ def command(args: argparse.Namespace) -> str:
     parts = ["python scripts/table3_prior.py", f"--attribute {args.attribute}"]
     parts.append("--bayes-only" if args.bayes_only else f"--epochs {args.epochs}")
     parts += [f"--profile {args.profile}", f"--seed {args.seed}", f"--device {args.device}"]
-    if args.images_per_component is not None:
-        parts.append(f"--images-per-component {args.images_per_component}")
+    for arg, _, _ in MFA_OPTIONS:
+        if getattr(args, arg) is not None:
+            parts.append(f"--{arg.replace('_', '-')} {getattr(args, arg)}")
     if args.data_dir is not None:
         parts.append("--data-dir DATA")
     if args.out is not None:
@@ -64,6 +81,8 @@ def _record(args: argparse.Namespace, attribute: str, profile: str, models, task
         "attribute": attribute,
         "profile": args.profile,
         "images_per_component": get_profile(profile).mfa.celeba_images_per_component,
+        "latent_dim": models.fitted[0].l,
+        "n_mfa_train": list(models.n_train_images),
         "components": [mfa.K for mfa in models.fitted],
         "seed": args.seed,
         "n_real_train": len(task.y_train),
@@ -99,6 +118,20 @@ def main(argv: list[str] | None = None) -> int:
         help="fit the MFA pair with one component per N faces (default: the profile's)",
     )
     parser.add_argument(
+        "--max-images-per-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fit each class's MFA on at most N training faces (default: the profile's; paper: all)",
+    )
+    parser.add_argument(
+        "--latent-dim",
+        type=int,
+        default=None,
+        metavar="L",
+        help="MFA latent dimension (default: the profile's; paper: 10, as in the paper)",
+    )
+    parser.add_argument(
         "--bayes-only",
         action="store_true",
         help="train no CNN: only the real-test accuracy of the MFA pairs' Bayes-optimal classifiers",
@@ -107,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
-    if args.images_per_component is not None and args.images_per_component < 1:
-        parser.error(f"--images-per-component must be at least 1, got {args.images_per_component}")
-    profile = args.profile if args.images_per_component is None else finer_profile(args)
+    for arg, _, _ in MFA_OPTIONS:
+        if getattr(args, arg) is not None and getattr(args, arg) < 1:
+            parser.error(f"--{arg.replace('_', '-')} must be at least 1, got {getattr(args, arg)}")
+    profile = derived_profile(args)
 
     start = time.perf_counter()
     attribute = experiments.check_real_attribute(args.attribute)

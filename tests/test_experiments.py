@@ -502,11 +502,22 @@ def test_bayes_real_accuracy_counts_each_pairs_decisions(tiny_models):
     models = dataclasses.replace(
         tiny_models, fitted=(sphere(-3 * e1), sphere(3 * e1)), symmetric=(sphere(3 * e1), sphere(-3 * e1))
     )
-    x = (np.array([-2.0, -1.0, 1.0, 2.0, 0.5])[:, None] * e1).astype(np.float32)
-    y = np.array([0, 0, 1, 0, 1])  # the fourth face is on the wrong side of the first pair's boundary
-    task = TaskData("celeba", "Male", x, y, x, y, IMAGE_SHAPE, ("not Male", "Male"), "tiny")
-    out = ex.bayes_real_accuracy(models, task, batch=2)
-    assert out == {"bayes_fitted": pytest.approx(0.8), "bayes_symmetric": pytest.approx(0.2)}
+    # log p1 - log p0 = 6 t on the first pixel t; the real training prior 1/5 adds log(1/4) = -1.39 to it,
+    # which moves the last face (t = 0.1, margin 0.6) to class 0 and leaves the others.
+    x = (np.array([-2.0, -1.0, 1.0, 2.0, 0.5, 0.1])[:, None] * e1).astype(np.float32)
+    y = np.array([0, 0, 1, 0, 1, 0])  # the fourth face is on the wrong side of the first pair's boundary
+    y_train = np.array([0, 0, 0, 0, 1])
+    task = TaskData("celeba", "Male", x[:5], y_train, x, y, IMAGE_SHAPE, ("not Male", "Male"), "tiny")
+    out = ex.bayes_real_accuracy(models, task, batch=4)
+    assert out == {
+        "bayes_fitted": pytest.approx(4 / 6),
+        "bayes_fitted_prior_corrected": pytest.approx(5 / 6),
+        "bayes_symmetric": pytest.approx(2 / 6),
+        "bayes_symmetric_prior_corrected": pytest.approx(2 / 6),
+    }
+    one_class = TaskData("celeba", "Male", x[:4], y_train[:4], x, y, IMAGE_SHAPE, ("a", "b"), "tiny")
+    with pytest.raises(ValueError, match="one class only"):
+        ex.bayes_real_accuracy(models, one_class)
     wrong = TaskData("celeba", "Male", x[:, :9], y, x[:, :9], y, (1, 3, 3), ("a", "b"), "tiny")
     with pytest.raises(ValueError, match="images but the task has"):
         ex.bayes_real_accuracy(models, wrong)

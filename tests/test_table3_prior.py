@@ -46,11 +46,13 @@ def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, caps
     assert "drop with the prior (points)" in printed and "Bangs %" in printed
 
 
-def test_bad_input_is_named(table3_prior, tmp_path):
+def test_bad_input_is_named(table3_prior, tmp_path, capsys):
     with pytest.raises(SystemExit):
         table3_prior.main(["--epochs", "0"])
-    with pytest.raises(SystemExit):
-        table3_prior.main(["--images-per-component", "0"])
+    for option in ("--images-per-component", "--max-images-per-class", "--latent-dim"):
+        with pytest.raises(SystemExit):
+            table3_prior.main([option, "0"])
+        assert f"{option} must be at least 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="valid attributes are Male, Smiling"):
         table3_prior.main(["--attribute", "Blond", "--profile", "quick"])
 
@@ -61,15 +63,21 @@ def test_bayes_only_trains_no_cnn(table3_prior, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(experiments, "train_cnn", None)  # calling it would fail the test
     out = tmp_path / "bayes.json"
     args = ["--attribute", "Smiling", "--profile", "quick", "--bayes-only", "--device", "cpu"]
-    args += ["--out", str(out)]
+    args += ["--max-images-per-class", "120", "--latent-dim", "3", "--out", str(out)]
     assert table3_prior.main(args) == 0
     record = json.loads(out.read_text())
-    models = experiments.build_task_models("celeba", "Smiling", "quick", 0, "cpu")
+    assert record["n_mfa_train"] == [120, 120] and record["latent_dim"] == 3
+    assert record["components"] == [2, 2]  # 120 faces at quick's 100 per component: the floor of 2
+    # the derived profile is registered under its own name, so its MFA pair has its own cache entry
+    models = experiments.build_task_models("celeba", "Smiling", "quick-120-per-class-latent3", 0, "cpu")
+    assert [mfa.l for mfa in models.fitted] == [3, 3]
     task = experiments.real_task("Smiling", "quick")
     assert record["table3"] == pytest.approx(experiments.bayes_real_accuracy(models, task))
-    assert set(record["table3"]) == {"bayes_fitted", "bayes_symmetric"} and "real_epochs" not in record
+    assert "real_epochs" not in record
+    variants = [f"bayes_{variant}" for variant in ("fitted", "symmetric")]
+    assert set(record["table3"]) == {*variants, *(f"{name}_prior_corrected" for name in variants)}
     assert record["command"] == (
         "python scripts/table3_prior.py --attribute Smiling --bayes-only --profile quick --seed 0 "
-        "--device cpu --out bayes.json"
+        "--device cpu --max-images-per-class 120 --latent-dim 3 --out bayes.json"
     )
     assert f"bayes_symmetric: {100 * record['table3']['bayes_symmetric']:.1f}%" in capsys.readouterr().out
