@@ -337,6 +337,66 @@ def table3(results: SummaryResults) -> pd.DataFrame:
     return table
 
 
+# The options of scripts/table3_prior.py that change the MFA pair, as the table names them.
+_MFA_CHECK_OPTIONS = {
+    "--images-per-component": "faces per component",
+    "--max-images-per-class": "faces per class at most",
+    "--latent-dim": "latent dim",
+}
+
+
+def table3_checks(folder: str | os.PathLike) -> pd.DataFrame:
+    """The records of ``scripts/table3_prior.py`` in ``folder`` (``*.json``) as one table, [n, 9]: per
+    record the attribute, the MFA pair's setting (the script's MFA options, or "paper sizes"), its
+    components per class and latent dimension, the CNNs' epochs over the symmetric samples, the real-test
+    accuracy of the CNN trained on real faces and of the one trained on symmetric samples, and of the
+    Bayes-optimal classifiers of the fitted and the symmetric MFA pair (NaN where a record lacks it).
+    Records of one attribute and setting (a CNN check and a ``--bayes-only`` one) share a row. Sorted by
+    attribute, the paper's sizes first; empty when the folder holds no record.
+    """
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = json.loads(path.read_text())
+        words = shlex.split(record["command"])
+        setting = [
+            f"{_MFA_CHECK_OPTIONS[word]} {words[i + 1]}"
+            for i, word in enumerate(words[:-1])
+            if word in _MFA_CHECK_OPTIONS
+        ]
+        accuracies = record["table3"]
+        rows.append(
+            {
+                "attribute": record["attribute"],
+                "MFA pair": ", ".join(setting) or "paper sizes",
+                "components": " + ".join(map(str, record["components"])) if "components" in record else None,
+                "latent dim": record.get("latent_dim", get_profile(record["profile"]).mfa.celeba_latent_dim),
+                "CNN epochs": record.get("symmetric_epochs", math.nan),
+                **{
+                    label: accuracies.get(key, math.nan)
+                    for key, label in (
+                        ("real_train", "CNN, real faces"),
+                        ("symmetric_train", "CNN, symmetric samples"),
+                        ("bayes_fitted", "Bayes, fitted pair"),
+                        ("bayes_symmetric", "Bayes, symmetric pair"),
+                    )
+                },
+            }
+        )
+    columns = ["attribute", "MFA pair", "components", "latent dim", "CNN epochs", "CNN, real faces"]
+    columns += ["CNN, symmetric samples", "Bayes, fitted pair", "Bayes, symmetric pair"]
+    table = pd.DataFrame(rows, columns=columns)
+    # A CNN record and a Bayes-only record of one setting make one row: each column's first number.
+    table = table.groupby(["attribute", "MFA pair"], as_index=False, sort=False).first()
+    table["CNN epochs"] = table["CNN epochs"].astype("Int64")  # a count, empty for Bayes-only settings
+    paper_first = table["MFA pair"] != "paper sizes"
+    return (
+        table.assign(_order=paper_first)
+        .sort_values(["attribute", "_order", "MFA pair"])
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
+
+
 def _mean_l2_table(
     results: SummaryResults, chapter: str, tasks: list[Task], models: Sequence[str]
 ) -> pd.DataFrame:

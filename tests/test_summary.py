@@ -482,3 +482,41 @@ def test_missing_runs_when_every_task_has_a_result(tmp_path):
         "- **chapter 05**: 5 of 5 tasks have a result",
     ]
     assert (summary.coverage(summary.collect_results("quick", tmp_path)) != "missing").all().all()
+
+
+def test_table3_checks_merges_a_settings_cnn_and_bayes_records(tmp_path):
+    def record(name: str, command: str, table3: dict, **extra) -> None:
+        fields = {"attribute": "Male", "profile": "paper", "command": command, "table3": table3, **extra}
+        (tmp_path / name).write_text(json.dumps(fields))
+
+    script = "python scripts/table3_prior.py --attribute Male"
+    record(
+        "cnn.json",
+        f"{script} --epochs 4 --out cnn.json",
+        {"real_train": 0.96, "symmetric_train": 0.86},
+        symmetric_epochs=4,
+    )
+    record(
+        "bayes.json",
+        f"{script} --bayes-only --out bayes.json",
+        {"bayes_fitted": 0.81, "bayes_symmetric": 0.82},
+        components=[9, 6],
+        latent_dim=10,
+    )
+    record(
+        "latent.json",
+        f"{script} --bayes-only --latent-dim 20 --data-dir DATA --out latent.json",
+        {"bayes_fitted": 0.85, "bayes_symmetric": 0.88},
+        components=[9, 6],
+        latent_dim=20,
+    )
+    (tmp_path / "notes.txt").write_text("not a record")
+    table = summary.table3_checks(tmp_path)
+    assert list(table["MFA pair"]) == ["paper sizes", "latent dim 20"]  # the paper's sizes first
+    paper = table.iloc[0]
+    assert paper["components"] == "9 + 6" and paper["CNN epochs"] == 4 and paper["latent dim"] == 10
+    assert (paper["CNN, symmetric samples"], paper["Bayes, symmetric pair"]) == (0.86, 0.82)
+    latent = table.iloc[1]
+    assert latent["latent dim"] == 20 and latent["Bayes, symmetric pair"] == 0.88
+    assert math.isnan(latent["CNN, real faces"]) and pd.isna(latent["CNN epochs"])
+    assert summary.table3_checks(tmp_path / "none").empty
