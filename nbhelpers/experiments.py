@@ -1031,8 +1031,8 @@ def bayes_real_accuracy(models: TaskModels, task: TaskData, batch: int = 256) ->
     class priors, as in the symmetric dataset), and the same with the real training set's log prior odds
     added to the log-density difference ("bayes_fitted_prior_corrected", "bayes_symmetric_prior_corrected").
     The symmetric pair is the model the symmetric samples come from, so its accuracy on real faces says
-    how much of what tells the real classes apart it keeps: a CNN trained on its samples learns that
-    pair's decision, not the real faces' one.
+    how well its own densities tell the real classes apart. A CNN trained on its samples need not score
+    the same on real faces, which lie off the pair's components.
     """
     if tuple(models.image_shape) != tuple(task.image_shape):
         raise ValueError(f"the models make {models.image_shape} images but the task has {task.image_shape}")

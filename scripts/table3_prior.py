@@ -10,11 +10,11 @@ gap between the two CNNs a matter of the prior, or of the images? The MFA pair, 
 faces are the chapter's own (``--profile``, default ``paper``).
 
 Where does the gap come from, if not the prior? ``--bayes-only`` trains no CNN and measures the MFA pairs'
-own Bayes-optimal accuracy on the real test faces (``experiments.bayes_real_accuracy``): how much of what
-tells the real classes apart the symmetric dataset keeps. Three options change the MFA fit (the profile's
-sizes otherwise): ``--images-per-component N`` (one component per N training faces; ``paper``: 1000, as in
-the paper), ``--max-images-per-class N`` (fit on at most N faces per class; ``paper``: all) and
-``--latent-dim L`` (``paper``: 10, as in the paper).
+own Bayes-optimal accuracy on the real test faces (``experiments.bayes_real_accuracy``): how well the
+densities the symmetric samples come from tell the real classes apart. Three options change the MFA fit
+(the profile's sizes otherwise): ``--images-per-component N`` (one component per N training faces;
+``paper``: 1000, as in the paper), ``--max-images-per-class N`` (fit on at most N faces per class;
+``paper``: all) and ``--latent-dim L`` (``paper``: 10, as in the paper).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import torch
 
 from nbhelpers import experiments
 from nbhelpers.config import PROFILES, get_profile
-from nbhelpers.datasets import build_task_models
+from nbhelpers.data import TaskData
+from nbhelpers.datasets import TaskModels, build_task_models
 from nbhelpers.models.training import resolve_device
 from nbhelpers.results import write_json_atomic
 
@@ -74,7 +75,9 @@ def command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _record(args: argparse.Namespace, attribute: str, profile: str, models, task) -> dict:
+def _record(
+    args: argparse.Namespace, attribute: str, profile: str, models: TaskModels, task: TaskData
+) -> dict:
     """The fields every record has: the command, the task, the MFA pair and the machine."""
     return {
         "command": command(args),
