@@ -1036,27 +1036,32 @@ def bayes_real_accuracy(models: TaskModels, task: TaskData, batch: int = 256) ->
     """
     if tuple(models.image_shape) != tuple(task.image_shape):
         raise ValueError(f"the models make {models.image_shape} images but the task has {task.image_shape}")
-    prior = float(np.mean(task.y_train == 1))
-    if not 0 < prior < 1:
-        raise ValueError(f"the task's training labels hold one class only (share of class 1: {prior})")
-    log_odds = math.log(prior / (1 - prior))
-    x, y = torch.as_tensor(task.x_test), torch.as_tensor(task.y_test).long()
+    log_odds = _log_prior_odds(float(np.mean(task.y_train == 1)))
+    # float64 inputs keep the log-density differences exact (the classifier returns the input's dtype)
+    x, y = torch.as_tensor(task.x_test).double(), torch.as_tensor(task.y_test).long()
     out = {}
     for variant in ("fitted", "symmetric"):
         classifier = BayesClassifier(*models.pair(variant))
-        with torch.no_grad():
-            log_densities = torch.cat(
-                [
-                    classifier.class_log_densities(x[start : start + batch]).cpu()
-                    for start in range(0, len(y), batch)
-                ]
-            )
-        difference = log_densities[:, 1] - log_densities[:, 0]  # > 0: class 1 (ties go to class 0)
-        out[f"bayes_{variant}"] = float(((difference > 0).long() == y).double().mean())
-        out[f"bayes_{variant}_prior_corrected"] = float(
-            ((difference + log_odds > 0).long() == y).double().mean()
-        )
+        logits = _logits(classifier, x, "flat", task.image_shape, classifier.device, batch)
+        difference = logits[:, 1] - logits[:, 0]
+        out[f"bayes_{variant}"] = _margin_accuracy(difference, y)
+        out[f"bayes_{variant}_prior_corrected"] = _margin_accuracy(difference + log_odds, y)
     return out
+
+
+def _log_prior_odds(train_prior: float) -> float:
+    """log(p / (1 - p)) of the share p of class 1 among the real training images."""
+    if not 0 < train_prior < 1:
+        raise ValueError(
+            f"train_prior is the share of class 1 in the real training set, in (0, 1); got {train_prior}: "
+            "training labels of one class only have no prior odds"
+        )
+    return math.log(train_prior / (1 - train_prior))
+
+
+def _margin_accuracy(difference: Tensor, y: Tensor) -> float:
+    """Accuracy of deciding class 1 where the logit difference [n] (class 1 - class 0) is > 0 (ties: 0)."""
+    return float(((difference > 0).long() == y).double().mean())
 
 
 def table3_accuracies(
@@ -1067,10 +1072,7 @@ def table3_accuracies(
     ``train_prior``: share of class 1 among the real training images, in (0, 1); it shifts the
     symmetric CNN's decision to that prior ("symmetric_train_prior_corrected"; see ``symmetric_vs_real``).
     """
-    if not 0 < train_prior < 1:
-        raise ValueError(
-            f"train_prior is the share of class 1 in the real training set, in (0, 1); got {train_prior}"
-        )
+    log_odds = _log_prior_odds(train_prior)
     y = torch.as_tensor(y).long().cpu()
     out: dict[str, float] = {}
     as_double = {
@@ -1086,10 +1088,8 @@ def table3_accuracies(
             of_class = y == label
             share = correct[of_class].double().mean() if of_class.any() else math.nan
             out[f"{name}_class{label}"] = float(share)
-    log_odds = math.log(train_prior / (1 - train_prior))
     sym = as_double["symmetric_train"]
-    shifted = (sym[:, 1] - sym[:, 0] + log_odds > 0).long()
-    out["symmetric_train_prior_corrected"] = float((shifted == y).double().mean())
+    out["symmetric_train_prior_corrected"] = _margin_accuracy(sym[:, 1] - sym[:, 0] + log_odds, y)
     return out
 
 
