@@ -433,6 +433,12 @@ def _resolve_folder(data_dir: str | os.PathLike | None) -> tuple[Path, str]:
     return folder, str(folder)
 
 
+def source_label(source: str) -> str:
+    """A ``TaskData.source`` for display and result files: "sample", or the data folder's name only
+    (a printed or recorded path would name the machine's folders)."""
+    return "sample" if source == "sample" else f"data folder {Path(source).name}"
+
+
 def _how_to_provide(what: str) -> str:
     return (
         f"put {what} there, point ${config.DATA_DIR_ENV} or the data_dir argument at a folder holding them, "

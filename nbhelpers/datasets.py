@@ -380,7 +380,9 @@ def _cache_key(task: TaskData, profile: str, seed: int, step: float, weight: flo
     digest = hashlib.sha256()
     # The sources this module runs (not the whole package): editing a chapter's other helpers keeps the fits.
     code = source_version(__name__)
-    for part in (task.source, profile, seed, step, weight, len(task.x_train), code):
+    # The folder's real path: "../data" and "/home/me/data" are the same data and the same fits.
+    source = task.source if task.source == "sample" else os.path.realpath(task.source)
+    for part in (source, profile, seed, step, weight, len(task.x_train), code):
         digest.update(str(part).encode())
     digest.update(task.x_train[:: max(1, len(task.x_train) // 50)].tobytes())
     return digest.hexdigest()[:12]

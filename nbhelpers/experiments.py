@@ -21,7 +21,6 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -36,7 +35,7 @@ from nbhelpers.attacks import ATTACKS, FOOLBOX_ATTACKS, AttackResult, run_attack
 from nbhelpers.checkpoints import Checkpoints
 from nbhelpers.classifier import BayesClassifier
 from nbhelpers.config import get_profile
-from nbhelpers.data import REAL_DATA_ATTRIBUTES, TaskData, canonical_task, load_task, to_hwc
+from nbhelpers.data import REAL_DATA_ATTRIBUTES, TaskData, canonical_task, load_task, source_label, to_hwc
 from nbhelpers.datasets import VARIANTS, TaskModels, build_task_models, sample_dataset
 from nbhelpers.mfa import MFA
 from nbhelpers.models import (
@@ -162,11 +161,6 @@ def real_task(
     attribute = check_real_attribute(attribute)
     cap = get_profile(profile).datasets.n_train_per_class if max_per_class is None else max_per_class
     return load_task("celeba", attribute, data_dir=data_dir, max_per_class=cap, seed=seed)
-
-
-def source_label(source: str) -> str:
-    """A ``TaskData.source`` for display and result files: "sample", or the data folder's name only."""
-    return "sample" if source == "sample" else f"data folder {Path(source).name}"
 
 
 def real_data(task: TaskData) -> SampledData:

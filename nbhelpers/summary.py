@@ -985,14 +985,27 @@ def _timestamp(value: float | dt.datetime) -> dt.datetime:
     raise ValueError(f"a time must be a datetime or seconds since the epoch (time.time()), got {value!r}")
 
 
-def _cpu_name() -> str:
-    """The CPU model (Linux: /proc/cpuinfo), else what ``platform`` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
+def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU model (Linux: ``cpuinfo``'s "model name"), else what ``platform`` knows."""
+    cpuinfo = Path(cpuinfo)
     if cpuinfo.exists():
         for line in cpuinfo.read_text(errors="replace").splitlines():
             if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def cpu_capability() -> str | None:
+    """The vector instruction set torch's CPU kernels use here ("AVX2", "AVX512", ...), or None.
+
+    torch picks its CPU kernels by it, so float results with the same seed can differ in the last bits
+    between machines that differ here."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def _git(*args: str) -> str | None:
@@ -1054,7 +1067,8 @@ def write_manifest(
         "results": sorted(results or []),
         "hardware": {
             "platform": platform.platform(),
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
+            "cpu_capability": cpu_capability(),
             "cpu_count": os.cpu_count(),
             "gpus": gpus,
             "python": platform.python_version(),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from nbhelpers.data import TaskData
 from nbhelpers.datasets import TaskModels, build_task_models
 from nbhelpers.models.training import resolve_device
 from nbhelpers.results import write_json_atomic
+from nbhelpers.summary import cpu_capability, cpu_name
 
 # Options that change how the MFA pair is fitted: (argument, MFASizes field, profile name suffix).
 MFA_OPTIONS = (
@@ -95,7 +95,8 @@ def _record(
         "device": str(resolve_device(args.device)),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_capability": cpu_capability(),
     }
 
 

@@ -154,3 +154,24 @@ def test_build_caches_and_exports(tmp_path, monkeypatch):
     assert torch.equal(reloaded.asymmetric[1].mu, models.asymmetric[1].mu)
     with pytest.raises(ValueError, match="valid variants"):
         models.pair("skewed")
+
+
+def test_cache_key_follows_the_data_not_the_spelling_of_its_folder(tmp_path, monkeypatch):
+    import shutil
+
+    from nbhelpers import datasets
+    from nbhelpers.data import SAMPLE_DIR, load_task, source_label
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "other").mkdir()
+    shutil.copy(SAMPLE_DIR / "mnist.npz", tmp_path / "data" / "mnist.npz")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+
+    def key(data_dir: object, seed: int = 0) -> str:
+        return datasets._cache_key(load_task("mnist", "0_vs_6", data_dir=data_dir), "quick", seed, 2.5, 0.05)
+
+    relative = key("data")
+    assert key(tmp_path / "data") == relative and key("other/../data") == relative
+    assert key("data", seed=1) != relative
+    assert source_label(str(tmp_path / "data")) == "data folder data" and source_label("sample") == "sample"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+import torch
 from matplotlib.figure import Figure
 
 from nbhelpers import paper_values as pv
@@ -329,6 +331,15 @@ def test_paper_values_are_consistent():
     assert all(n.source for n in numbers)
 
 
+def test_cpu_name_reads_the_model_name(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core\n")
+    assert summary.cpu_name(cpuinfo) == "AMD EPYC 9654 96-Core"
+    cpuinfo.write_text("processor\t: 0\n")  # no model name (some ARM kernels): what platform knows
+    assert summary.cpu_name(cpuinfo) == (platform.processor() or platform.machine())
+    assert summary.cpu_name(tmp_path / "missing") == (platform.processor() or platform.machine())
+
+
 def test_manifest_records_machine_commit_and_time(tmp_path):
     command = ["python", "-m", "nbhelpers", "sweep", "--profile", "paper"]
     path = summary.write_manifest(tmp_path, command, 1000.0, 1090.5, results=["paper/b.json", "paper/a.json"])
@@ -340,6 +351,8 @@ def test_manifest_records_machine_commit_and_time(tmp_path):
     assert entry["started"] == "1970-01-01T00:16:40+00:00"
     assert entry["results"] == ["paper/a.json", "paper/b.json"]
     assert entry["hardware"]["cpu_count"] == os.cpu_count()
+    assert entry["hardware"]["cpu"] == summary.cpu_name()
+    assert entry["hardware"]["cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
     assert isinstance(entry["hardware"]["gpus"], list) and entry["hardware"]["torch"]
     if shutil.which("git") and (ROOT / ".git").exists():
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from nbhelpers import experiments
+from nbhelpers import experiments, summary
 from tests.conftest import load_script
 
 
@@ -74,6 +74,7 @@ def test_bayes_only_trains_no_cnn(table3_prior, tmp_path, capsys, monkeypatch):
     task = experiments.real_task("Smiling", "quick")
     assert record["table3"] == pytest.approx(experiments.bayes_real_accuracy(models, task))
     assert "real_epochs" not in record
+    assert record["cpu"] == summary.cpu_name() and record["cpu_capability"] == summary.cpu_capability()
     variants = [f"bayes_{variant}" for variant in ("fitted", "symmetric")]
     assert set(record["table3"]) == {*variants, *(f"{name}_prior_corrected" for name in variants)}
     assert record["command"] == (
