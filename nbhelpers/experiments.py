@@ -755,7 +755,8 @@ def run_sweeps(
     ``base_cnn`` when given (the same training, so the same weights) and is attacked once.
     The train-size sweep needs ``data.pair``; with ``train_sizes=()`` it is skipped. ``skip=True`` trains
     nothing and returns every sweep empty (chapter 4's ``figure8=False``). ``checkpoints``: keep each
-    finished point there (steps ``sweep_<name>_<value>``) and reuse those an interrupted run left.
+    finished point there (steps ``sweep_<name>_<value>``), and within a point its trained CNN (step
+    ``sweep_<name>_<value>_train``) and each attack, and reuse those an interrupted run left.
     """
     if skip:
         return {name: [] for name in SWEEP_NAMES}
@@ -788,19 +789,17 @@ def run_sweeps(
         key = ("train_size", int(value)) if name == "train_size" else ("fixed", width, depth, beta)
         if key not in done:
             base = key == ("fixed", sizes.cnn_width, sizes.cnn_depth, 0.0) and base_cnn is not None
+            step = f"sweep_{name}_{int(value) if float(value).is_integer() else value}"
 
-            def train_and_attack(
+            def train(
                 name: str = name,
                 value: float = value,
                 width: int = width,
                 depth: int = depth,
                 beta: float = beta,
-                base: bool = base,
-            ) -> SweepPoint:
+            ) -> dict[str, Any]:
                 start = time.perf_counter()
-                if base:
-                    model = base_cnn
-                elif name == "train_size":
+                if name == "train_size":
                     pair = data.pair
                     sampler = balanced_sampler(lambda k, s, pair=pair: sample_dataset(pair, k, seed=s))
                     model = fit_classifier(
@@ -822,22 +821,35 @@ def run_sweeps(
                         beta=beta,
                         **common,
                     )
-                seconds = time.perf_counter() - start
+                return {"model": model, "seconds": time.perf_counter() - start}
+
+            def train_and_attack(
+                key: tuple = key, step: str = step, base: bool = base, value: float = value
+            ) -> SweepPoint:
+                # Training and attack are kept apart too: a run killed during a long attack (the widest
+                # CNNs take longest) keeps the point's trained CNN.
+                if base:
+                    trained = {"model": base_cnn, "seconds": 0.0}
+                else:
+                    inputs = (key, data.x_train, data.y_train, data.pair, sizes, seed)
+                    trained = _cached(checkpoints, f"{step}_train", inputs, train)
                 evaluation = evaluate_models(
-                    {name: model},
+                    {step: trained["model"]},
                     data.x_test,
                     data.y_test,
                     data.image_shape,
                     attacks=attacks,
                     n_attack=n_attack,
                     progress=False,
+                    checkpoints=checkpoints,
                     **common,
                 )
-                return SweepPoint(value, evaluation.test_accuracy[name], evaluation.reports[name], seconds)
+                return SweepPoint(
+                    value, evaluation.test_accuracy[step], evaluation.reports[step], trained["seconds"]
+                )
 
             inputs = (key, data.x_train, data.y_train, data.x_test, data.y_test, data.pair, attacks, n_attack)
             inputs += (sizes, get_profile(profile).attacks, seed, base_cnn if base else None)
-            step = f"sweep_{name}_{int(value) if float(value).is_integer() else value}"
             done[key] = _cached(checkpoints, step, inputs, train_and_attack)
         point = done[key]
         out[name].append(SweepPoint(value, point.test_accuracy, point.report, point.seconds))

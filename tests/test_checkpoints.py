@@ -267,11 +267,34 @@ def test_figure8_sweeps_resume_point_by_point(tmp_path, monkeypatch):
     store = Checkpoints(tmp_path)
     kwargs = {"seed": 1, "device": "cpu", "attacks": ["ddn"], "n_attack": 4, "progress": False}
     kwargs |= {"train_sizes": (32,), "widths": (2,), "depths": (), "betas": (0.5,), "checkpoints": store}
-    first = ex.run_sweeps(tiny_data, None, **kwargs)
+    reference = ex.run_sweeps(tiny_data, None, **{**kwargs, "checkpoints": None})
+
+    # Killed during the first point's attack: its trained CNN is kept, nothing else.
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(attack_evaluate, "run_foolbox_attack", killed)
+        with pytest.raises(Killed):
+            ex.run_sweeps(tiny_data, None, **kwargs)
+    assert [name.split("__")[0] for name in store.steps()] == ["sweep_train_size_32_train"]
+    trained = []  # n_examples of each fit_classifier call: the width point's (None), not the kept one's (32)
+    with monkeypatch.context() as patch:
+        fit = ex.fit_classifier
+        record = lambda *a, **k: trained.append(k.get("n_examples")) or fit(*a, **k)  # noqa: E731
+        patch.setattr(ex, "fit_classifier", record)
+        first = ex.run_sweeps(tiny_data, None, **kwargs)
+    assert trained == [None]
     assert [name.split("__")[0] for name in store.steps()] == [
+        "attack_sweep_trades_0.5_ddn",
+        "attack_sweep_train_size_32_ddn",
+        "attack_sweep_width_2_ddn",
         "sweep_trades_0.5",
+        "sweep_trades_0.5_train",
         "sweep_train_size_32",
+        "sweep_train_size_32_train",
         "sweep_width_2",
+        "sweep_width_2_train",
     ]
 
     def never(*args, **kwargs):
@@ -280,11 +303,12 @@ def test_figure8_sweeps_resume_point_by_point(tmp_path, monkeypatch):
     for name in ("train_cnn", "fit_classifier", "evaluate_models"):
         monkeypatch.setattr(ex, name, never)
     again = ex.run_sweeps(tiny_data, None, **kwargs)
-    for name, points in first.items():
-        assert [p.report.to_dict() for p in again[name]] == [p.report.to_dict() for p in points]
-        assert [(p.value, p.test_accuracy) for p in again[name]] == [
-            (p.value, p.test_accuracy) for p in points
-        ]
+    for runs in (first, again):  # resumed or loaded, the same numbers as one run without checkpoints
+        for name, points in reference.items():
+            assert [p.report.to_dict() for p in runs[name]] == [p.report.to_dict() for p in points]
+            assert [(p.value, p.test_accuracy) for p in runs[name]] == [
+                (p.value, p.test_accuracy) for p in points
+            ]
 
 
 def test_table3_keeps_its_symmetric_data_cnn(tmp_path, monkeypatch):
