@@ -1070,6 +1070,30 @@ def _margin_accuracy(difference: Tensor, y: Tensor) -> float:
     return float(((difference > 0).long() == y).double().mean())
 
 
+def _class_accuracies(logits: Tensor, y: Tensor, name: str) -> dict[str, float]:
+    """{name: accuracy, name_class0: accuracy on class 0, name_class1: on class 1} of logits [n, 2], y [n]."""
+    if logits.shape != (len(y), 2):
+        raise ValueError(f"{name} logits must be [{len(y)}, 2], got {list(logits.shape)}")
+    correct = logits.argmax(1) == y
+    out = {name: float(correct.double().mean())}
+    for label in (0, 1):
+        of_class = y == label
+        out[f"{name}_class{label}"] = float(correct[of_class].double().mean()) if of_class.any() else math.nan
+    return out
+
+
+def real_test_accuracy(
+    model: nn.Module, task: TaskData, name: str = "accuracy", device: str | torch.device = "auto"
+) -> dict[str, float]:
+    """Accuracy of ``model`` on ``task``'s test images, overall and per class (keys as ``table3_accuracies``
+    gives them for each CNN: ``name``, ``name_class0``, ``name_class1``)."""
+    dev = resolve_device(device)
+    x, y = torch.as_tensor(task.x_test), torch.as_tensor(task.y_test).long()
+    model = model.to(dev).eval()
+    logits = _logits(model, x, _input_view(model, x, task.image_shape, dev), task.image_shape, dev)
+    return _class_accuracies(logits.double(), y, name)
+
+
 def table3_accuracies(
     real_logits: Tensor, symmetric_logits: Tensor, y: Tensor, train_prior: float
 ) -> dict[str, float]:
@@ -1086,14 +1110,7 @@ def table3_accuracies(
         for name, t in (("real_train", real_logits), ("symmetric_train", symmetric_logits))
     }
     for name, logits in as_double.items():
-        if logits.shape != (len(y), 2):
-            raise ValueError(f"{name} logits must be [{len(y)}, 2], got {list(logits.shape)}")
-        correct = logits.argmax(1) == y
-        out[name] = float(correct.double().mean())
-        for label in (0, 1):
-            of_class = y == label
-            share = correct[of_class].double().mean() if of_class.any() else math.nan
-            out[f"{name}_class{label}"] = float(share)
+        out.update(_class_accuracies(logits, y, name))
     sym = as_double["symmetric_train"]
     out["symmetric_train_prior_corrected"] = _margin_accuracy(sym[:, 1] - sym[:, 0] + log_odds, y)
     return out

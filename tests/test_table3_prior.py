@@ -53,6 +53,12 @@ def test_bad_input_is_named(table3_prior, tmp_path, capsys):
         with pytest.raises(SystemExit):
             table3_prior.main([option, "0"])
         assert f"{option} must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        table3_prior.main(["--bayes-only", "--symmetric-cnn-seeds", "1"])
+    assert "give one of them" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        table3_prior.main(["--symmetric-cnn-seeds", "1", "2", "1"])
+    assert "--symmetric-cnn-seeds repeats a seed: [1, 2, 1]" in capsys.readouterr().err
     with pytest.raises(ValueError, match="valid attributes are Male, Smiling"):
         table3_prior.main(["--attribute", "Blond", "--profile", "quick"])
 
@@ -82,3 +88,30 @@ def test_bayes_only_trains_no_cnn(table3_prior, tmp_path, capsys, monkeypatch):
         "--device cpu --max-images-per-class 120 --latent-dim 3 --out bayes.json"
     )
     assert f"bayes_symmetric: {100 * record['table3']['bayes_symmetric']:.1f}%" in capsys.readouterr().out
+
+
+def test_symmetric_cnn_seeds_train_only_symmetric_cnns(table3_prior, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "seeds.json"
+    args = ["--attribute", "Smiling", "--profile", "quick", "--epochs", "1", "--device", "cpu"]
+    args += ["--symmetric-cnn-seeds", "0", "5", "--out", str(out)]
+    assert table3_prior.main(args) == 0
+    record = json.loads(out.read_text())
+    seeds = record["symmetric_cnn_seeds"]
+    assert list(seeds) == ["0", "5"] and "real_epochs" not in record and "table3" not in record
+    # Seed 0 (that of the data, --seed 0) is the symmetric CNN that chapter 5's Table 3 trains.
+    models = experiments.build_task_models("celeba", "Smiling", "quick", 0, "cpu")
+    task = experiments.real_task("Smiling", "quick")
+    real_cnn = experiments.train_cnn(task.x_train, task.y_train, task.image_shape, epochs=1, device="cpu")
+    table3 = experiments.symmetric_vs_real(models, task, real_cnn, profile="quick", device="cpu", epochs=1)
+    keys = ("symmetric_train", "symmetric_train_class0", "symmetric_train_class1")
+    assert seeds["0"] == pytest.approx({key: table3[key] for key in keys})
+    accuracies = [entry["symmetric_train"] for entry in seeds.values()]
+    spread = record["symmetric_train_over_seeds"]
+    assert spread["mean"] == pytest.approx(np.mean(accuracies))
+    assert spread["std"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert (spread["min"], spread["max"]) == (min(accuracies), max(accuracies))
+    assert "--symmetric-cnn-seeds 0 5" in record["command"]
+    printed = capsys.readouterr().out
+    assert f"CNN seed 5: symmetric_train {100 * seeds['5']['symmetric_train']:.1f}%" in printed
