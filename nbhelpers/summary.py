@@ -345,16 +345,9 @@ _MFA_CHECK_OPTIONS = {
 }
 
 
-def table3_checks(folder: str | os.PathLike) -> pd.DataFrame:
-    """The records of ``scripts/table3_prior.py`` in ``folder`` (``*.json``) as one table, [n, 9]: per
-    record the attribute, the MFA pair's setting (the script's MFA options, or "paper sizes"), its
-    components per class and latent dimension, the CNNs' epochs over the symmetric samples, the real-test
-    accuracy of the CNN trained on real faces and of the one trained on symmetric samples, and of the
-    Bayes-optimal classifiers of the fitted and the symmetric MFA pair (NaN where a record lacks it).
-    Records of one attribute and setting (a CNN check and a ``--bayes-only`` one) share a row. Sorted by
-    attribute, the paper's sizes first; empty when the folder holds no record.
-    """
-    rows = []
+def _table3_records(folder: str | os.PathLike) -> list[tuple[str, dict, str]]:
+    """``scripts/table3_prior.py``'s records in ``folder``: (file stem, record, MFA setting) per file."""
+    out = []
     for path in sorted(Path(folder).glob("*.json")):
         record = json.loads(path.read_text())
         words = shlex.split(record["command"])
@@ -363,38 +356,103 @@ def table3_checks(folder: str | os.PathLike) -> pd.DataFrame:
             for i, word in enumerate(words[:-1])
             if word in _MFA_CHECK_OPTIONS
         ]
-        accuracies = record["table3"]
-        rows.append(
-            {
-                "attribute": record["attribute"],
-                "MFA pair": ", ".join(setting) or "paper sizes",
-                "components": " + ".join(map(str, record["components"])) if "components" in record else None,
-                "latent dim": record.get("latent_dim", get_profile(record["profile"]).mfa.celeba_latent_dim),
-                "CNN epochs": record.get("symmetric_epochs", math.nan),
-                **{
-                    label: accuracies.get(key, math.nan)
-                    for key, label in (
-                        ("real_train", "CNN, real faces"),
-                        ("symmetric_train", "CNN, symmetric samples"),
-                        ("bayes_fitted", "Bayes, fitted pair"),
-                        ("bayes_symmetric", "Bayes, symmetric pair"),
-                    )
-                },
-            }
-        )
-    columns = ["attribute", "MFA pair", "components", "latent dim", "CNN epochs", "CNN, real faces"]
-    columns += ["CNN, symmetric samples", "Bayes, fitted pair", "Bayes, symmetric pair"]
-    table = pd.DataFrame(rows, columns=columns)
-    # A CNN record and a Bayes-only record of one setting make one row: each column's first number.
-    table = table.groupby(["attribute", "MFA pair"], as_index=False, sort=False).first()
-    table["CNN epochs"] = table["CNN epochs"].astype("Int64")  # a count, empty for Bayes-only settings
-    paper_first = table["MFA pair"] != "paper sizes"
+        out.append((path.stem, record, ", ".join(setting) or "paper sizes"))
+    return out
+
+
+def _paper_sizes_first(table: pd.DataFrame) -> pd.DataFrame:
     return (
-        table.assign(_order=paper_first)
-        .sort_values(["attribute", "_order", "MFA pair"])
+        table.assign(_order=table["MFA pair"] != "paper sizes")
+        .sort_values(["attribute", "_order", "MFA pair"], kind="stable")
         .drop(columns="_order")
         .reset_index(drop=True)
     )
+
+
+_TABLE3_CHECK_COLUMNS = {
+    "real_train": "CNN, real faces",
+    "symmetric_train": "CNN, symmetric samples",
+    "bayes_fitted": "Bayes, fitted pair",
+    "bayes_symmetric": "Bayes, symmetric pair",
+}
+
+
+def table3_checks(folder: str | os.PathLike) -> pd.DataFrame:
+    """The records of ``scripts/table3_prior.py`` in ``folder`` (``*.json``) as one table, [n, 10]: per
+    record the attribute, the MFA pair's setting (the script's MFA options, or "paper sizes"), its
+    components per class and latent dimension, the CNNs' epochs over the symmetric samples, the real-test
+    accuracy of the CNN trained on real faces and of the one trained on symmetric samples, and of the
+    Bayes-optimal classifiers of the fitted and the symmetric MFA pair (NaN where a record lacks it), and
+    the records' file names. Each CNN record has a row of its own (two runs of one command stay apart);
+    a ``--bayes-only`` record fills the Bayes columns of its setting's CNN rows, or has its own row where
+    there is none. ``--symmetric-cnn-seeds`` records are ``table3_seed_checks``'s. Sorted by attribute,
+    the paper's sizes first; empty when the folder holds no record.
+    """
+    rows, bayes_only = [], []
+    for stem, record, setting in _table3_records(folder):
+        if "table3" not in record:
+            continue
+        row = {
+            "attribute": record["attribute"],
+            "MFA pair": setting,
+            "components": " + ".join(map(str, record["components"])) if "components" in record else None,
+            "latent dim": record.get("latent_dim", get_profile(record["profile"]).mfa.celeba_latent_dim),
+            "CNN epochs": record.get("symmetric_epochs", math.nan),
+            **{label: record["table3"].get(key, math.nan) for key, label in _TABLE3_CHECK_COLUMNS.items()},
+            "records": stem,
+        }
+        (rows if "real_train" in record["table3"] else bayes_only).append(row)
+    for bayes in bayes_only:
+        same = [r for r in rows if (r["attribute"], r["MFA pair"]) == (bayes["attribute"], bayes["MFA pair"])]
+        for row in same:
+            for column in ("components", *list(_TABLE3_CHECK_COLUMNS.values())[2:]):
+                if row[column] is None or (isinstance(row[column], float) and math.isnan(row[column])):
+                    row[column] = bayes[column]
+            row["records"] += f", {bayes['records']}"
+        if not same:
+            rows.append(bayes)
+    columns = ["attribute", "MFA pair", "components", "latent dim", "CNN epochs"]
+    columns += [*_TABLE3_CHECK_COLUMNS.values(), "records"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["CNN epochs"] = table["CNN epochs"].astype("Int64")  # a count, empty for Bayes-only settings
+    return _paper_sizes_first(table)
+
+
+def table3_seed_checks(folder: str | os.PathLike) -> pd.DataFrame:
+    """The ``--symmetric-cnn-seeds`` records of ``scripts/table3_prior.py`` in ``folder``, [n, 9]: per
+    record the attribute, the MFA pair's setting, the CNN epochs, the seeds, and the mean, standard
+    deviation, minimum and maximum of the symmetric-sample CNNs' real-test accuracies over those seeds
+    (the MFA pair and samples fixed), and the record's file name. Empty when there is none."""
+    rows = []
+    for stem, record, setting in _table3_records(folder):
+        if "symmetric_cnn_seeds" not in record:
+            continue
+        spread = record["symmetric_train_over_seeds"]
+        rows.append(
+            {
+                "attribute": record["attribute"],
+                "MFA pair": setting,
+                "CNN epochs": record["symmetric_epochs"],
+                "seeds": " ".join(record["symmetric_cnn_seeds"]),
+                "CNN, symmetric samples: mean": spread["mean"],
+                "sd": math.nan if spread["std"] is None else spread["std"],
+                "min": spread["min"],
+                "max": spread["max"],
+                "record": stem,
+            }
+        )
+    columns = [
+        "attribute",
+        "MFA pair",
+        "CNN epochs",
+        "seeds",
+        "CNN, symmetric samples: mean",
+        "sd",
+        "min",
+        "max",
+    ]
+    columns += ["Bayes, symmetric pair", "record"]
+    return _paper_sizes_first(pd.DataFrame(rows, columns=columns))
 
 
 def _mean_l2_table(

@@ -529,7 +529,36 @@ def test_table3_checks_merges_a_settings_cnn_and_bayes_records(tmp_path):
     paper = table.iloc[0]
     assert paper["components"] == "9 + 6" and paper["CNN epochs"] == 4 and paper["latent dim"] == 10
     assert (paper["CNN, symmetric samples"], paper["Bayes, symmetric pair"]) == (0.86, 0.82)
+    assert paper["records"] == "cnn, bayes"
     latent = table.iloc[1]
     assert latent["latent dim"] == 20 and latent["Bayes, symmetric pair"] == 0.88
     assert math.isnan(latent["CNN, real faces"]) and pd.isna(latent["CNN epochs"])
     assert summary.table3_checks(tmp_path / "none").empty
+
+    # A second run of the same command has a row of its own, and takes the same Bayes record's numbers.
+    record(
+        "again.json", f"{script} --epochs 4 --out again.json", {"real_train": 0.95, "symmetric_train": 0.81}
+    )
+    table = summary.table3_checks(tmp_path)
+    paper = table[table["MFA pair"] == "paper sizes"]
+    assert list(paper["CNN, symmetric samples"]) == [0.81, 0.86]  # the file names' order: again, cnn
+    assert list(paper["Bayes, symmetric pair"]) == [0.82, 0.82]
+    assert list(paper["records"]) == ["again, bayes", "cnn, bayes"]
+
+    # --symmetric-cnn-seeds records: not in table3_checks, one row each in table3_seed_checks.
+    assert summary.table3_seed_checks(tmp_path).empty
+    seeds = {"0": {"symmetric_train": 0.80}, "1": {"symmetric_train": 0.84}, "2": {"symmetric_train": 0.86}}
+    fields = {"attribute": "Male", "profile": "paper", "symmetric_epochs": 4, "symmetric_cnn_seeds": seeds}
+    fields |= {"command": f"{script} --epochs 4 --symmetric-cnn-seeds 0 1 2 --out seeds.json"}
+    fields |= {"symmetric_train_over_seeds": {"mean": 0.833, "std": 0.0306, "min": 0.80, "max": 0.86}}
+    (tmp_path / "seeds.json").write_text(json.dumps(fields))
+    assert len(summary.table3_checks(tmp_path)) == 3
+    (row,) = summary.table3_seed_checks(tmp_path).to_dict("records")
+    assert row["seeds"] == "0 1 2" and row["CNN epochs"] == 4 and row["MFA pair"] == "paper sizes"
+    assert (row["CNN, symmetric samples: mean"], row["sd"], row["min"], row["max"]) == (
+        0.833,
+        0.0306,
+        0.8,
+        0.86,
+    )
+    assert row["record"] == "seeds"
