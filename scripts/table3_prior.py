@@ -28,6 +28,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,11 +83,14 @@ def command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _record(
-    args: argparse.Namespace, attribute: str, profile: str, models: TaskModels, task: TaskData
-) -> dict:
-    """The fields every record has: the command, the task, the MFA pair and the machine."""
-    return {
+def _write(
+    args: argparse.Namespace, attribute: str, profile: str, models: TaskModels, task: TaskData, **fields: Any
+) -> None:
+    """With ``--out``, write the record: the fields every record has (the command, the task, the MFA pair,
+    the machine), then ``fields``."""
+    if args.out is None:
+        return
+    record = {
         "command": command(args),
         "attribute": attribute,
         "profile": args.profile,
@@ -105,6 +109,8 @@ def _record(
         "cpu": cpu_name(),
         "cpu_capability": cpu_capability(),
     }
+    write_json_atomic(args.out, {**record, **fields})
+    print(f"wrote {args.out}")
 
 
 def _symmetric_seeds(
@@ -139,16 +145,17 @@ def _symmetric_seeds(
     spread |= {"min": float(overall.min()), "max": float(overall.max())}
     described = ", ".join(f"{key} {value}" for key, value in spread.items())
     print(f"real-test accuracy over {len(overall)} seeds: {described}")
-    if args.out is not None:
-        record = _record(args, attribute, profile, models, task)
-        record.update(
-            symmetric_epochs=args.epochs,
-            symmetric_cnn_seeds=accuracies,
-            symmetric_train_over_seeds=spread,
-            seconds={"models": fit_seconds, "symmetric_cnn": seconds},
-        )
-        write_json_atomic(args.out, record)
-        print(f"wrote {args.out}")
+    _write(
+        args,
+        attribute,
+        profile,
+        models,
+        task,
+        symmetric_epochs=args.epochs,
+        symmetric_cnn_seeds=accuracies,
+        symmetric_train_over_seeds=spread,
+        seconds={"models": fit_seconds, "symmetric_cnn": seconds},
+    )
     return 0
 
 
@@ -223,12 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         bayes = experiments.bayes_real_accuracy(models, task)
         for name, accuracy in bayes.items():
             print(f"{name}: {100 * accuracy:.1f}% of {len(task.y_test)} real test faces")
-        if args.out is not None:
-            record = _record(args, attribute, profile, models, task)
-            seconds = {"models": fitted - start, "bayes": time.perf_counter() - fitted}
-            record.update(table3=bayes, seconds=seconds)
-            write_json_atomic(args.out, record)
-            print(f"wrote {args.out}")
+        seconds = {"models": fitted - start, "bayes": time.perf_counter() - fitted}
+        _write(args, attribute, profile, models, task, table3=bayes, seconds=seconds)
         return 0
     if args.symmetric_cnn_seeds is not None:
         return _symmetric_seeds(args, attribute, profile, models, task, fitted - start)
@@ -251,20 +254,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print(experiments.table3_frame(table3, attribute).to_string())
     print(experiments.table3_per_class(table3, task.class_names).to_string())
-    if args.out is not None:
-        record = _record(args, attribute, profile, models, task)
-        record.update(
-            symmetric_epochs=args.epochs,
-            real_epochs=real_epochs,
-            table3=table3,
-            seconds={
-                "models": fitted - start,
-                "real_cnn": real_trained - fitted,
-                "symmetric_cnn_and_evaluation": done - real_trained,
-            },
-        )
-        write_json_atomic(args.out, record)
-        print(f"wrote {args.out}")
+    _write(
+        args,
+        attribute,
+        profile,
+        models,
+        task,
+        symmetric_epochs=args.epochs,
+        real_epochs=real_epochs,
+        table3=table3,
+        seconds={
+            "models": fitted - start,
+            "real_cnn": real_trained - fitted,
+            "symmetric_cnn_and_evaluation": done - real_trained,
+        },
+    )
     return 0
 
 
