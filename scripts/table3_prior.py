@@ -123,7 +123,7 @@ def _symmetric_seeds(
 ) -> int:
     """``--symmetric-cnn-seeds``: one symmetric-sample CNN per seed, each scored on the real test faces."""
     data = experiments.symmetric_data(models, seed=args.seed)  # the samples symmetric_vs_real trains on
-    accuracies, seconds = {}, {}
+    accuracies, losses, seconds = {}, {}, {}
     for cnn_seed in args.symmetric_cnn_seeds:
         start = time.perf_counter()
         cnn = experiments.train_cnn(
@@ -137,6 +137,8 @@ def _symmetric_seeds(
             progress=True,
         )
         accuracies[str(cnn_seed)] = experiments.real_test_accuracy(cnn, task, "symmetric_train", args.device)
+        # the mean training loss of each epoch: a spike (Adam near zero loss) shows here
+        losses[str(cnn_seed)] = [float(loss) for loss in cnn.history_["loss"]]
         seconds[str(cnn_seed)] = time.perf_counter() - start
         shares = ", ".join(f"{key} {100 * value:.1f}%" for key, value in accuracies[str(cnn_seed)].items())
         print(f"CNN seed {cnn_seed}: {shares}", flush=True)
@@ -154,6 +156,7 @@ def _symmetric_seeds(
         symmetric_epochs=args.epochs,
         symmetric_cnn_seeds=accuracies,
         symmetric_train_over_seeds=spread,
+        training_loss_per_epoch=losses,
         seconds={"models": fit_seconds, "symmetric_cnn": seconds},
     )
     return 0

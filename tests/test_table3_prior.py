@@ -113,5 +113,7 @@ def test_symmetric_cnn_seeds_train_only_symmetric_cnns(table3_prior, tmp_path, c
     assert spread["std"] == pytest.approx(np.std(accuracies, ddof=1))
     assert (spread["min"], spread["max"]) == (min(accuracies), max(accuracies))
     assert "--symmetric-cnn-seeds 0 5" in record["command"]
+    losses = record["training_loss_per_epoch"]
+    assert list(losses) == ["0", "5"] and all(len(each) == 1 and 0 < each[0] < 1 for each in losses.values())
     printed = capsys.readouterr().out
     assert f"CNN seed 5: symmetric_train {100 * seeds['5']['symmetric_train']:.1f}%" in printed
