@@ -450,8 +450,8 @@ def table3_seed_checks(folder: str | os.PathLike) -> pd.DataFrame:
         "sd",
         "min",
         "max",
+        "record",
     ]
-    columns += ["Bayes, symmetric pair", "record"]
     return _paper_sizes_first(pd.DataFrame(rows, columns=columns))
 
 

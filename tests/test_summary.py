@@ -553,7 +553,9 @@ def test_table3_checks_merges_a_settings_cnn_and_bayes_records(tmp_path):
     fields |= {"symmetric_train_over_seeds": {"mean": 0.833, "std": 0.0306, "min": 0.80, "max": 0.86}}
     (tmp_path / "seeds.json").write_text(json.dumps(fields))
     assert len(summary.table3_checks(tmp_path)) == 3
-    (row,) = summary.table3_seed_checks(tmp_path).to_dict("records")
+    seed_table = summary.table3_seed_checks(tmp_path)
+    assert seed_table.shape == (1, 9)
+    (row,) = seed_table.to_dict("records")
     assert row["seeds"] == "0 1 2" and row["CNN epochs"] == 4 and row["MFA pair"] == "paper sizes"
     assert (row["CNN, symmetric samples: mean"], row["sd"], row["min"], row["max"]) == (
         0.833,
