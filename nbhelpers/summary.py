@@ -361,6 +361,7 @@ def _table3_records(folder: str | os.PathLike) -> list[tuple[str, dict, str]]:
 
 
 def _paper_sizes_first(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` sorted by attribute, the rows of the paper's MFA sizes first, then by setting."""
     return (
         table.assign(_order=table["MFA pair"] != "paper sizes")
         .sort_values(["attribute", "_order", "MFA pair"], kind="stable")
@@ -405,7 +406,11 @@ def table3_checks(folder: str | os.PathLike) -> pd.DataFrame:
     for bayes in bayes_only:
         same = [r for r in rows if (r["attribute"], r["MFA pair"]) == (bayes["attribute"], bayes["MFA pair"])]
         for row in same:
-            for column in ("components", *list(_TABLE3_CHECK_COLUMNS.values())[2:]):
+            for column in (
+                "components",
+                _TABLE3_CHECK_COLUMNS["bayes_fitted"],
+                _TABLE3_CHECK_COLUMNS["bayes_symmetric"],
+            ):
                 if row[column] is None or (isinstance(row[column], float) and math.isnan(row[column])):
                     row[column] = bayes[column]
             row["records"] += f", {bayes['records']}"
