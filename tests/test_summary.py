@@ -564,3 +564,8 @@ def test_table3_checks_merges_a_settings_cnn_and_bayes_records(tmp_path):
         0.86,
     )
     assert row["record"] == "seeds"
+    later = {**fields, "symmetric_cnn_seeds": {"3": {"symmetric_train": 0.9}}}
+    later["symmetric_train_over_seeds"] = {"mean": 0.9, "std": None, "min": 0.9, "max": 0.9}
+    (tmp_path / "seeds-3.json").write_text(json.dumps(later))  # sorts before seeds.json by name
+    both = summary.table3_seed_checks(tmp_path)
+    assert list(both["seeds"]) == ["0 1 2", "3"] and math.isnan(both["sd"].iloc[1])
