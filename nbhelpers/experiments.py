@@ -1019,14 +1019,11 @@ def symmetric_vs_real(
     if epochs is not None:  # the default's inputs stay as they were, so existing checkpoints still match
         inputs = (*inputs, epochs)
     symmetric_cnn = _cached(checkpoints, "train_symmetric_cnn", inputs, train)
-    dev = resolve_device(device)
-    x, y = torch.as_tensor(task.x_test), torch.as_tensor(task.y_test).long()
-    logits = {}
-    for name, model in (("real_train", real_cnn), ("symmetric_train", symmetric_cnn)):
-        model = model.to(dev).eval()
-        logits[name] = _logits(model, x, _input_view(model, x, task.image_shape, dev), task.image_shape, dev)
     prior = float(np.mean(task.y_train == 1))
-    out = table3_accuracies(logits["real_train"], logits["symmetric_train"], y, prior)
+    y = torch.as_tensor(task.y_test).long()
+    out = table3_accuracies(
+        _test_logits(real_cnn, task, device), _test_logits(symmetric_cnn, task, device), y, prior
+    )
     return {**out, **bayes_real_accuracy(models, task)}
 
 
@@ -1087,11 +1084,16 @@ def real_test_accuracy(
 ) -> dict[str, float]:
     """Accuracy of ``model`` on ``task``'s test images, overall and per class (keys as ``table3_accuracies``
     gives them for each CNN: ``name``, ``name_class0``, ``name_class1``)."""
+    y = torch.as_tensor(task.y_test).long()
+    return _class_accuracies(_test_logits(model, task, device).double(), y, name)
+
+
+def _test_logits(model: nn.Module, task: TaskData, device: str | torch.device) -> Tensor:
+    """``model``'s logits [n, 2] (on the CPU) for ``task``'s test images x [n, d], in the layout it takes."""
     dev = resolve_device(device)
-    x, y = torch.as_tensor(task.x_test), torch.as_tensor(task.y_test).long()
+    x = torch.as_tensor(task.x_test)
     model = model.to(dev).eval()
-    logits = _logits(model, x, _input_view(model, x, task.image_shape, dev), task.image_shape, dev)
-    return _class_accuracies(logits.double(), y, name)
+    return _logits(model, x, _input_view(model, x, task.image_shape, dev), task.image_shape, dev)
 
 
 def table3_accuracies(
