@@ -423,6 +423,50 @@ def table3_checks(folder: str | os.PathLike) -> pd.DataFrame:
     return _paper_sizes_first(table)
 
 
+def table3_drops(folder: str | os.PathLike) -> pd.DataFrame:
+    """Table 3 from the CNN records of ``scripts/table3_prior.py`` in ``folder`` beside the paper's,
+    [attributes + 1, 9]: per attribute and CNN budget with a record at the paper's MFA sizes, the number of
+    records, the CNN epochs, our real-test accuracies of the CNN trained on real faces and of the one trained
+    on symmetric samples and their drop (the mean over the records: the same command run on several
+    machines), then the paper's two accuracies and drop. The last row, "mean", averages each column over
+    the rows above (one per attribute when all share a budget; the paper's over the same attributes), as
+    the paper's "average reduction" does, and counts their records. Records
+    with other MFA settings and ``--symmetric-cnn-seeds`` records are left out. Empty when there is none.
+    """
+    checks = table3_checks(folder)
+    real, symmetric = _TABLE3_CHECK_COLUMNS["real_train"], _TABLE3_CHECK_COLUMNS["symmetric_train"]
+    ours = checks[(checks["MFA pair"] == "paper sizes") & checks[real].notna() & checks[symmetric].notna()]
+    columns = ["attribute", "records", "CNN epochs", "ours: real", "ours: symmetric", "ours: drop"]
+    columns += ["paper: real", "paper: symmetric", "paper: drop"]
+    rows = []
+    for (attribute, epochs), group in ours.groupby(["attribute", "CNN epochs"], sort=False):
+        paper = pv.TABLE3.get(("celeba", attribute), {})
+        paper_real = paper.get("real_train", math.nan)
+        paper_symmetric = paper.get("symmetric_train", math.nan)
+        rows.append(
+            {
+                "attribute": attribute,
+                "records": len(group),
+                "CNN epochs": epochs,
+                "ours: real": group[real].mean(),
+                "ours: symmetric": group[symmetric].mean(),
+                "ours: drop": (group[real] - group[symmetric]).mean(),
+                "paper: real": paper_real,
+                "paper: symmetric": paper_symmetric,
+                "paper: drop": paper_real - paper_symmetric,
+            }
+        )
+    order = [attribute for _, attribute in pv.TABLE3]
+    rows.sort(key=lambda row: order.index(row["attribute"]) if row["attribute"] in order else len(order))
+    table = pd.DataFrame(rows, columns=columns)
+    if rows:
+        mean = table[columns[3:]].mean().to_dict()
+        table.loc[len(table)] = {"attribute": "mean", "records": table["records"].sum(), **mean}
+    table["records"] = table["records"].astype(int)
+    table["CNN epochs"] = table["CNN epochs"].astype("Int64")  # empty on the mean row
+    return table
+
+
 def table3_seed_checks(folder: str | os.PathLike) -> pd.DataFrame:
     """The ``--symmetric-cnn-seeds`` records of ``scripts/table3_prior.py`` in ``folder``, [n, 9]: per
     record the attribute, the MFA pair's setting, the CNN epochs, the seeds, and the mean, standard

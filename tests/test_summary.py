@@ -569,3 +569,33 @@ def test_table3_checks_merges_a_settings_cnn_and_bayes_records(tmp_path):
     (tmp_path / "seeds-3.json").write_text(json.dumps(later))  # sorts before seeds.json by name
     both = summary.table3_seed_checks(tmp_path)
     assert list(both["seeds"]) == ["0 1 2", "3"] and math.isnan(both["sd"].iloc[1])
+
+
+def test_table3_drops_sets_each_attributes_cnn_records_beside_the_paper(tmp_path):
+    def record(name: str, attribute: str, options: str, real: float, symmetric: float) -> None:
+        command = f"python scripts/table3_prior.py --attribute {attribute} --epochs 4 {options}--out {name}"
+        fields = {"attribute": attribute, "profile": "paper", "command": command, "symmetric_epochs": 4}
+        fields["table3"] = {"real_train": real, "symmetric_train": symmetric}
+        (tmp_path / name).write_text(json.dumps(fields))
+
+    assert summary.table3_drops(tmp_path).empty
+    record("eyeglasses.json", "Eyeglasses", "", 0.99, 0.95)
+    record("male.json", "Male", "", 0.96, 0.86)
+    record("male-again.json", "Male", "", 0.94, 0.80)  # the same command on another machine
+    record("male-latent.json", "Male", "--latent-dim 20 ", 0.5, 0.5)  # another MFA setting: left out
+    bayes = {"attribute": "Smiling", "profile": "paper"}
+    bayes["command"] = "python scripts/table3_prior.py --attribute Smiling --bayes-only"
+    (tmp_path / "smiling.json").write_text(json.dumps({**bayes, "table3": {"bayes_fitted": 0.8}}))  # no CNN
+
+    table = summary.table3_drops(tmp_path)
+    assert list(table["attribute"]) == ["Male", "Eyeglasses", "mean"]  # the paper's order, then the mean
+    assert list(table["records"]) == [2, 1, 3]
+    male, eyeglasses, mean = (row for _, row in table.iterrows())
+    assert male["CNN epochs"] == 4 and pd.isna(mean["CNN epochs"])
+    assert male["ours: real"] == pytest.approx(0.95) and male["ours: symmetric"] == pytest.approx(0.83)
+    assert male["ours: drop"] == pytest.approx(0.12)  # the mean of 0.10 and 0.14
+    assert eyeglasses["ours: drop"] == pytest.approx(0.04)
+    assert (male["paper: real"], male["paper: symmetric"]) == (0.923, 0.880)
+    assert male["paper: drop"] == pytest.approx(0.043) and eyeglasses["paper: drop"] == pytest.approx(0.067)
+    assert mean["ours: drop"] == pytest.approx(0.08) and mean["paper: drop"] == pytest.approx(0.055)
+    assert mean["ours: real"] == pytest.approx(0.97)
