@@ -1052,6 +1052,37 @@ def plot_symmetric_vs_asymmetric(results: SummaryResults) -> Figure:
     return fig
 
 
+def plot_table3_drops(table: pd.DataFrame) -> Figure:
+    """Table 3 as a picture, from :func:`table3_drops`: per attribute (and the mean), an arrow from the
+    real-test accuracy of the CNN trained on real faces down to that of the CNN trained on symmetric
+    samples, ours and the paper's side by side; the arrow's length is the drop."""
+    fig, ax = plt.subplots(figsize=(2.0 + 1.3 * max(len(table), 1), 4.0))
+    if table.empty:
+        _empty_note(ax, "no Table 3 records with both CNNs yet")
+        return fig
+    x = np.arange(len(table))
+    for offset, source, color in ((-0.15, "ours", "tab:blue"), (0.15, "paper", "black")):
+        real = table[f"{source}: real"].to_numpy(float)
+        symmetric = table[f"{source}: symmetric"].to_numpy(float)
+        for xi, top, bottom in zip(x + offset, real, symmetric, strict=True):
+            if not (np.isnan(top) or np.isnan(bottom)):
+                ax.annotate(
+                    "", (xi, bottom), (xi, top), arrowprops={"arrowstyle": "->", "color": color, "lw": 1.8}
+                )
+                middle = (top + bottom) / 2
+                ax.text(
+                    xi + 0.03, middle, f"{100 * (top - bottom):.1f}", va="center", fontsize=7, color=color
+                )
+        ax.plot(x + offset, real, "o", color=color, label=f"{source}: CNN trained on real faces")
+        ax.plot(x + offset, symmetric, "v", color=color, mfc="none", label=f"{source}: on symmetric samples")
+    ax.set_xticks(x, list(table["attribute"]))
+    ax.set_ylabel("accuracy on real test faces")
+    ax.set_title("Table 3: real vs symmetric training\n(the drop in points beside each arrow)")
+    _legend_right(ax, [ax])
+    fig.tight_layout()
+    return fig
+
+
 def plot_comparison(comparison: pd.DataFrame) -> Figure:
     """Ours against the paper's, one point per row of :func:`compare_with_paper` (accuracies left, L2 norms
     and distances right); on the grey diagonal we agree."""

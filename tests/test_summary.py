@@ -599,3 +599,15 @@ def test_table3_drops_sets_each_attributes_cnn_records_beside_the_paper(tmp_path
     assert male["paper: drop"] == pytest.approx(0.043) and eyeglasses["paper: drop"] == pytest.approx(0.067)
     assert mean["ours: drop"] == pytest.approx(0.08) and mean["paper: drop"] == pytest.approx(0.055)
     assert mean["ours: real"] == pytest.approx(0.97)
+
+    # The picture: one arrow per attribute and source (the mean included), labelled with its drop in points.
+    fig = summary.plot_table3_drops(table)
+    (ax,) = fig.axes
+    labels = [text.get_text() for text in ax.texts if text.get_text()]  # the arrows are untitled texts
+    assert sum(not text.get_text() for text in ax.texts) == 6
+    assert labels == ["12.0", "4.0", "8.0", "4.3", "6.7", "5.5"]  # ours per row, then the paper's
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["Male", "Eyeglasses", "mean"]
+    plt.close(fig)
+    empty = summary.plot_table3_drops(summary.table3_drops(tmp_path / "none"))
+    assert "no Table 3 records" in empty.axes[0].texts[0].get_text()
+    plt.close(empty)
