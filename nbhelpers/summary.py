@@ -430,8 +430,8 @@ def table3_drops(folder: str | os.PathLike) -> pd.DataFrame:
     on symmetric samples and their drop (the mean over the records: the same command run on several
     machines), then the paper's two accuracies and drop. The last row, "mean", averages each column over
     the rows above (one per attribute when all share a budget; the paper's over the same attributes), as
-    the paper's "average reduction" does, and counts their records. Records
-    with other MFA settings and ``--symmetric-cnn-seeds`` records are left out. Empty when there is none.
+    the paper's "average reduction" does, and counts their records. Records with other MFA settings and
+    ``--symmetric-cnn-seeds`` records are left out. Empty when there is none.
     """
     checks = table3_checks(folder)
     real, symmetric = _TABLE3_CHECK_COLUMNS["real_train"], _TABLE3_CHECK_COLUMNS["symmetric_train"]
