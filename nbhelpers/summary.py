@@ -290,6 +290,12 @@ def _real_tasks(results: SummaryResults) -> list[Task]:
     return _task_order(set(results.tasks(REAL_CHAPTER)), [*pv.TABLE2, *TASKS])
 
 
+def _paper_table3(task: Task) -> tuple[float, float]:
+    """The paper's Table 3 accuracies of ``task``: (trained on real, trained on symmetric), NaN if absent."""
+    paper = pv.TABLE3.get(task, {})
+    return paper.get("real_train", math.nan), paper.get("symmetric_train", math.nan)
+
+
 def table3(results: SummaryResults) -> pd.DataFrame:
     """Table 3: [tasks + "Average", columns] real-test CNN accuracy when trained on real vs on symmetric
     data, and the drop (real minus symmetric), ours ("ours", 3 or 5 columns) beside the paper's ("paper", 3).
@@ -308,8 +314,7 @@ def table3(results: SummaryResults) -> pd.DataFrame:
         symmetric = results.value(REAL_CHAPTER, *task, "table3.symmetric_train")
         prior = results.value(REAL_CHAPTER, *task, "table3.symmetric_train_prior_corrected")
         bayes = results.value(REAL_CHAPTER, *task, "table3.bayes_symmetric")
-        paper = pv.TABLE3.get(task, {})
-        paper_real, paper_sym = paper.get("real_train", math.nan), paper.get("symmetric_train", math.nan)
+        paper_real, paper_sym = _paper_table3(task)
         rows.append(
             [
                 real,
@@ -440,9 +445,7 @@ def table3_drops(folder: str | os.PathLike) -> pd.DataFrame:
     columns += ["paper: real", "paper: symmetric", "paper: drop"]
     rows = []
     for (attribute, epochs), group in ours.groupby(["attribute", "CNN epochs"], sort=False):
-        paper = pv.TABLE3.get(("celeba", attribute), {})
-        paper_real = paper.get("real_train", math.nan)
-        paper_symmetric = paper.get("symmetric_train", math.nan)
+        paper_real, paper_symmetric = _paper_table3(("celeba", attribute))
         rows.append(
             {
                 "attribute": attribute,
@@ -456,8 +459,8 @@ def table3_drops(folder: str | os.PathLike) -> pd.DataFrame:
                 "paper: drop": paper_real - paper_symmetric,
             }
         )
-    order = [attribute for _, attribute in pv.TABLE3]
-    rows.sort(key=lambda row: order.index(row["attribute"]) if row["attribute"] in order else len(order))
+    order = _task_order({("celeba", row["attribute"]) for row in rows}, [*pv.TABLE3, *TASKS])
+    rows.sort(key=lambda row: order.index(("celeba", row["attribute"])))  # then stable: by budget
     table = pd.DataFrame(rows, columns=columns)
     if rows:
         mean = table[columns[3:]].mean().to_dict()
