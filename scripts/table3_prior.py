@@ -19,6 +19,11 @@ densities the symmetric samples come from tell the real classes apart. Three opt
 How much does the symmetric CNN's real-test accuracy move by chance? ``--symmetric-cnn-seeds S [S ...]``
 trains no real-image CNN and one symmetric-sample CNN per seed S (its initialisation and batch order; the MFA
 pair, the samples and the real faces stay those of ``--seed``), and records each one's real-test accuracy.
+
+A CNN takes 10-30 minutes on a CPU. With ``--out``, each one is kept as soon as it is trained
+(``nbhelpers.checkpoints``, in the cache folder, until the record is written): the same command run again
+after a crash or a kill resumes after the last finished CNN (``python -m nbhelpers checkpoints`` lists
+what is kept).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ import numpy as np
 import torch
 
 from nbhelpers import experiments
-from nbhelpers.config import PROFILES, get_profile
+from nbhelpers.checkpoints import Checkpoints
+from nbhelpers.config import PROFILES, checkpoints_dir, get_profile
 from nbhelpers.data import TaskData
 from nbhelpers.datasets import TaskModels, build_task_models
 from nbhelpers.models.training import resolve_device
@@ -83,6 +89,43 @@ def command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def run_checkpoints(args: argparse.Namespace, attribute: str, profile: str) -> Checkpoints:
+    """Where this command keeps its trained CNNs until its record is written: a folder of its own named
+    after the task and ``--out`` (its steps are keyed by all their inputs, so a changed option retrains).
+    Without ``--out`` nothing is kept: there is no record to resume towards."""
+    if args.out is None:
+        return Checkpoints(None)
+    name = f"table3_prior__{attribute}__{profile}__seed{args.seed}__{args.out.stem}"
+    return Checkpoints(checkpoints_dir() / name)
+
+
+def _timed_cnn(
+    checkpoints: Checkpoints,
+    step: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    image_shape: tuple[int, int, int],
+    *,
+    profile: str,
+    seed: int,
+    epochs: int,
+    device: str,
+) -> tuple[torch.nn.Module, float]:
+    """``experiments.train_cnn`` on x [n, d], y [n] through ``checkpoints`` (step ``step``): the trained CNN
+    and the seconds its training took (those of the run that trained it, when it was resumed)."""
+
+    def train() -> dict[str, Any]:
+        start = time.perf_counter()
+        cnn = experiments.train_cnn(
+            x, y, image_shape, profile=profile, seed=seed, device=device, epochs=epochs, progress=True
+        )
+        return {"cnn": cnn, "seconds": time.perf_counter() - start}
+
+    inputs = (x, y, tuple(image_shape), get_profile(profile).models, seed, epochs)
+    trained = checkpoints.cached(step, inputs, train, code=["nbhelpers.experiments"])
+    return trained["cnn"], trained["seconds"]
+
+
 def _write(
     args: argparse.Namespace, attribute: str, profile: str, models: TaskModels, task: TaskData, **fields: Any
 ) -> None:
@@ -120,26 +163,26 @@ def _symmetric_seeds(
     models: TaskModels,
     task: TaskData,
     fit_seconds: float,
+    checkpoints: Checkpoints,
 ) -> int:
     """``--symmetric-cnn-seeds``: one symmetric-sample CNN per seed, each scored on the real test faces."""
     data = experiments.symmetric_data(models, seed=args.seed)  # the samples symmetric_vs_real trains on
     accuracies, losses, seconds = {}, {}, {}
     for cnn_seed in args.symmetric_cnn_seeds:
-        start = time.perf_counter()
-        cnn = experiments.train_cnn(
+        cnn, seconds[str(cnn_seed)] = _timed_cnn(
+            checkpoints,
+            f"train_symmetric_cnn_seed{cnn_seed}",
             data.x_train,
             data.y_train,
             data.image_shape,
             profile=profile,
             seed=cnn_seed,
-            device=args.device,
             epochs=args.epochs,
-            progress=True,
+            device=args.device,
         )
         accuracies[str(cnn_seed)] = experiments.real_test_accuracy(cnn, task, "symmetric_train", args.device)
         # the mean training loss of each epoch: a spike (Adam near zero loss) shows here
         losses[str(cnn_seed)] = [float(loss) for loss in cnn.history_["loss"]]
-        seconds[str(cnn_seed)] = time.perf_counter() - start
         shares = ", ".join(f"{key} {100 * value:.1f}%" for key, value in accuracies[str(cnn_seed)].items())
         print(f"CNN seed {cnn_seed}: {shares}", flush=True)
     overall = np.array([entry["symmetric_train"] for entry in accuracies.values()])
@@ -159,6 +202,7 @@ def _symmetric_seeds(
         training_loss_per_epoch=losses,
         seconds={"models": fit_seconds, "symmetric_cnn": seconds},
     )
+    checkpoints.clear()  # the record now holds what they were kept for
     return 0
 
 
@@ -236,22 +280,31 @@ def main(argv: list[str] | None = None) -> int:
         seconds = {"models": fitted - start, "bayes": time.perf_counter() - fitted}
         _write(args, attribute, profile, models, task, table3=bayes, seconds=seconds)
         return 0
+    checkpoints = run_checkpoints(args, attribute, profile)
     if args.symmetric_cnn_seeds is not None:
-        return _symmetric_seeds(args, attribute, profile, models, task, fitted - start)
+        return _symmetric_seeds(args, attribute, profile, models, task, fitted - start, checkpoints)
     real_epochs = experiments.matched_epochs(len(task.y_train), profile, symmetric_epochs=args.epochs)
-    real_cnn = experiments.train_cnn(
+    real_cnn, real_seconds = _timed_cnn(
+        checkpoints,
+        "train_real_cnn",
         task.x_train,
         task.y_train,
         task.image_shape,
         profile=profile,
         seed=args.seed,
-        device=args.device,
         epochs=real_epochs,
-        progress=True,
+        device=args.device,
     )
     real_trained = time.perf_counter()
     table3 = experiments.symmetric_vs_real(
-        models, task, real_cnn, profile=profile, seed=args.seed, device=args.device, epochs=args.epochs
+        models,
+        task,
+        real_cnn,
+        profile=profile,
+        seed=args.seed,
+        device=args.device,
+        epochs=args.epochs,
+        checkpoints=checkpoints,
     )
     done = time.perf_counter()
 
@@ -268,10 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         table3=table3,
         seconds={
             "models": fitted - start,
-            "real_cnn": real_trained - fitted,
+            "real_cnn": real_seconds,
             "symmetric_cnn_and_evaluation": done - real_trained,
         },
     )
+    checkpoints.clear()
     return 0
 
 

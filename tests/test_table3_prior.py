@@ -117,3 +117,50 @@ def test_symmetric_cnn_seeds_train_only_symmetric_cnns(table3_prior, tmp_path, c
     assert list(losses) == ["0", "5"] and all(len(each) == 1 and 0 < each[0] < 1 for each in losses.values())
     printed = capsys.readouterr().out
     assert f"CNN seed 5: symmetric_train {100 * seeds['5']['symmetric_train']:.1f}%" in printed
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [["--symmetric-cnn-seeds", "0", "3"], []],
+    ids=["symmetric-cnn-seeds", "real-and-symmetric"],
+)
+def test_a_crashed_run_resumes_after_its_last_trained_cnn(table3_prior, tmp_path, monkeypatch, mode):
+    # Each CNN is kept as soon as it is trained: the same command after a crash trains only the CNNs that
+    # were missing, and once the record is written nothing is left in the checkpoints folder.
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NBHELPERS_CHECKPOINTS_DIR", str(tmp_path / "checkpoints"))
+    out = tmp_path / "resumed.json"
+    args = ["--attribute", "Smiling", "--profile", "quick", "--epochs", "1", "--device", "cpu", *mode]
+    args += ["--out", str(out)]
+    train_cnn = experiments.train_cnn
+    trained: list[tuple[int, int]] = []  # (seed, epochs) of each CNN training that started
+    crash_at = 2  # the first run dies in its second CNN's training
+
+    def counting_train_cnn(*arrays, seed, epochs, **options):
+        trained.append((seed, epochs))
+        if len(trained) == crash_at:
+            raise RuntimeError("killed")
+        return train_cnn(*arrays, seed=seed, epochs=epochs, **options)
+
+    monkeypatch.setattr(experiments, "train_cnn", counting_train_cnn)
+    with pytest.raises(RuntimeError, match="killed"):
+        table3_prior.main(args)
+    folder = tmp_path / "checkpoints" / "table3_prior__Smiling__quick__seed0__resumed"
+    assert len(list(folder.glob("*.pt"))) == 1  # the first CNN, and only it
+    first, second = trained
+    trained.clear()
+    crash_at = 0
+    assert table3_prior.main(args) == 0
+    assert trained == [second]  # the first CNN came from its checkpoint
+    record = json.loads(out.read_text())
+    assert not folder.exists()
+    if mode:
+        assert first == (0, 1) and second == (3, 1)
+        assert list(record["symmetric_cnn_seeds"]) == ["0", "3"]
+        # the seconds of the resumed CNN are those of the run that trained it, not of loading it
+        assert record["seconds"]["symmetric_cnn"]["0"] > 0.5
+    else:
+        real_epochs = record["real_epochs"]
+        assert first == (0, real_epochs) and second == (0, 1)
+        assert 0 <= record["table3"]["symmetric_train"] <= 1 and record["seconds"]["real_cnn"] > 0.5
