@@ -12,8 +12,15 @@ projects the CNN work of chapter 4 per task at the profile's sizes (the Figure 8
   as in the chapter) of the same samples again. CW's early abort shortens some rounds, so this is an upper
   bound.
 
+With ``--figure8`` it times instead each CNN of chapter 4's Figure 8 sweeps (``experiments.run_sweeps``) and
+projects each point: training (one pass over ``n`` fresh samples for the train-size points; the profile's
+epochs over the symmetric training set for the others, with the TRADES loss for beta > 0) and the sweep's DDN
+attack (``min_norm_steps`` steps on ``n_attack`` samples). The point with the base CNN's settings is left out
+(the chapter reuses its CNN), as is the time to draw the fresh samples from the MFA pair.
+
     OMP_NUM_THREADS=1 python bench/bench_cnn.py --device cpu
     python bench/bench_cnn.py --device cuda
+    python bench/bench_cnn.py --device cuda --figure8 --seconds 2
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nbhelpers.attacks.foolbox_attacks import default_batch_size
 from nbhelpers.config import get_device, get_profile
 from nbhelpers.models import CNN
+from nbhelpers.models.trades import trades_batch_loss
 from nbhelpers.summary import format_duration
 
 SHAPES = {"mnist": (1, 28, 28), "celeba": (3, 64, 64)}
@@ -39,9 +47,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_step(model: CNN, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    """One Adam step on the cross-entropy of x [b, C, H, W], labels y [b]."""
-    loss = F.cross_entropy(model(x), y)
+def train_step(
+    model: CNN, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, loss_fn=None
+) -> None:
+    """One Adam step on the cross-entropy of x [b, C, H, W], labels y [b] (or on ``loss_fn(model, x, y)``,
+    a ``batch_loss`` such as TRADES')."""
+    loss = F.cross_entropy(model(x), y) if loss_fn is None else loss_fn(model, x, y)[0]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -77,6 +88,41 @@ def rate(fn, batch: int, seconds: float, device: torch.device) -> tuple[float, i
             return calls * batch / elapsed, calls
 
 
+def cnn_rates(
+    shape: tuple[int, int, int],
+    width: int,
+    depth: int,
+    device: torch.device,
+    *,
+    train_batch: int,
+    attack_batch: int,
+    seconds: float,
+    loss_fn=None,
+) -> dict[str, float]:
+    """FLOPs per sample and samples per second of training (Adam steps at ``train_batch``, on
+    ``loss_fn`` or the cross-entropy) and of attack steps (at ``attack_batch``) for one CNN."""
+    model = CNN(shape, width, depth, seed=0).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    xt = torch.rand(train_batch, *shape, generator=gen).to(device)
+    yt = torch.randint(0, 2, (train_batch,), generator=gen).to(device)
+    xa = torch.rand(attack_batch, *shape, generator=gen).to(device)
+    ya = torch.randint(0, 2, (attack_batch,), generator=gen).to(device)
+
+    def train() -> None:
+        train_step(model, optimizer, xt, yt, loss_fn)
+
+    def attack() -> None:
+        attack_step(model, xa, ya)
+
+    out = {"train_flops": flops_per_sample(train, train_batch)}
+    out["train_rate"] = rate(train, train_batch, seconds, device)[0]
+    model.eval().requires_grad_(False)
+    out["attack_flops"] = flops_per_sample(attack, attack_batch)
+    out["attack_rate"] = rate(attack, attack_batch, seconds, device)[0]
+    return out
+
+
 def measure(
     dataset: str, profile: str, device: torch.device, attack_batch: int, seconds: float, n_score: int
 ) -> str:
@@ -84,40 +130,78 @@ def measure(
     sizes = get_profile(profile)
     m, a = sizes.models, sizes.attacks
     shape = SHAPES[dataset]
-    model = CNN(shape, m.cnn_width, m.cnn_depth, seed=0).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
-    xt = torch.rand(m.cnn_batch_size, *shape, generator=gen).to(device)
-    yt = torch.randint(0, 2, (m.cnn_batch_size,), generator=gen).to(device)
-    xa = torch.rand(attack_batch, *shape, generator=gen).to(device)
-    ya = torch.randint(0, 2, (attack_batch,), generator=gen).to(device)
-
-    def train() -> None:
-        train_step(model, optimizer, xt, yt)
-
-    def attack() -> None:
-        attack_step(model, xa, ya)
-
-    train_flops = flops_per_sample(train, m.cnn_batch_size)
-    train_rate, _ = rate(train, m.cnn_batch_size, seconds, device)
-    model.eval().requires_grad_(False)
-    attack_flops = flops_per_sample(attack, attack_batch)
-    attack_rate, _ = rate(attack, attack_batch, seconds, device)
-
+    r = cnn_rates(
+        shape, m.cnn_width, m.cnn_depth, device,
+        train_batch=m.cnn_batch_size, attack_batch=attack_batch, seconds=seconds,
+    )  # fmt: skip
     steps_per_sample = a.cw_steps * a.cw_binary_search_steps + 2 * a.min_norm_steps
-    train_seconds = 2 * sizes.datasets.n_train_per_class * m.cnn_epochs / train_rate
-    attack_seconds = (a.n_attack + min(n_score, a.n_attack)) * steps_per_sample / attack_rate
+    train_seconds = 2 * sizes.datasets.n_train_per_class * m.cnn_epochs / r["train_rate"]
+    attack_seconds = (a.n_attack + min(n_score, a.n_attack)) * steps_per_sample / r["attack_rate"]
     cells = [
         f"{dataset} {'x'.join(map(str, shape))}",
-        f"{train_rate:,.0f}",
-        f"{train_rate * train_flops / 1e9:,.1f}",
-        f"{attack_rate:,.0f}",
-        f"{attack_rate * attack_flops / 1e9:,.1f}",
+        f"{r['train_rate']:,.0f}",
+        f"{r['train_rate'] * r['train_flops'] / 1e9:,.1f}",
+        f"{r['attack_rate']:,.0f}",
+        f"{r['attack_rate'] * r['attack_flops'] / 1e9:,.1f}",
         format_duration(train_seconds),
         format_duration(attack_seconds),
         format_duration(train_seconds + attack_seconds),
     ]
     return "| " + " | ".join(cells) + " |"
+
+
+def figure8_points(profile: str) -> list[tuple[str, float, int, int, float, int]]:
+    """Chapter 4's Figure 8 CNNs at ``profile``'s sizes that the chapter trains besides its own CNN:
+    (sweep, value, width, depth, TRADES beta, training samples), as ``experiments.run_sweeps`` makes them."""
+    sizes = get_profile(profile)
+    m = sizes.models
+    per_epoch = 2 * sizes.datasets.n_train_per_class
+    base = (m.cnn_width, m.cnn_depth, 0.0)
+    points = [("train_size", float(n), *base, int(n)) for n in m.train_sizes]
+    settings = [("width", w, (w, m.cnn_depth, 0.0)) for w in m.cnn_widths]
+    settings += [("depth", d, (m.cnn_width, d, 0.0)) for d in m.cnn_depths]
+    settings += [("trades", b, (m.cnn_width, m.cnn_depth, b)) for b in m.trades_betas]
+    points += [(name, float(v), *cnn, per_epoch * m.cnn_epochs) for name, v, cnn in settings if cnn != base]
+    return points
+
+
+def measure_figure8(
+    dataset: str, profile: str, device: torch.device, attack_batch: int, seconds: float
+) -> list[str]:
+    """Markdown rows, one per Figure 8 point on ``dataset``'s shape and a total: the rates of its CNN and its
+    projected training and DDN attack time."""
+    sizes = get_profile(profile)
+    m, a = sizes.models, sizes.attacks
+    rows, measured = [], {}
+    total = 0.0
+    for name, value, width, depth, beta, n_train in figure8_points(profile):
+        if (width, depth, beta) not in measured:
+            loss_fn = None
+            if beta > 0:
+                loss_fn = trades_batch_loss(beta, eps=m.trades_eps, steps=m.trades_steps)
+            measured[width, depth, beta] = cnn_rates(
+                SHAPES[dataset], width, depth, device,
+                train_batch=m.cnn_batch_size, attack_batch=attack_batch, seconds=seconds, loss_fn=loss_fn,
+            )  # fmt: skip
+        r = measured[width, depth, beta]
+        train_seconds = n_train / r["train_rate"]
+        attack_seconds = a.n_attack * a.min_norm_steps / r["attack_rate"]
+        total += train_seconds + attack_seconds
+        cells = [
+            dataset,
+            f"{name} {value:g}",
+            f"{width} / {depth} / {beta:g}",
+            f"{r['train_flops'] / 1e9:.3g}",
+            f"{r['train_rate']:,.0f}",
+            f"{r['attack_rate']:,.0f}",
+            f"{n_train:,}",
+            format_duration(train_seconds),
+            format_duration(attack_seconds),
+            format_duration(train_seconds + attack_seconds),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    rows.append(f"| {dataset} | all points | | | | | | | | **{format_duration(total)}** |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="time spent on each measurement")
     parser.add_argument("--attack-batch", type=int, default=None, help="default: the device's foolbox batch")
     parser.add_argument("--n-score", type=int, default=100, help="samples the chapter's demo attacks again")
+    parser.add_argument(
+        "--figure8", action="store_true", help="time and project each CNN of the Figure 8 sweeps instead"
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.n_score < 0:
         parser.error("--seconds must be positive and --n-score >= 0")
@@ -140,8 +227,23 @@ def main(argv: list[str] | None = None) -> None:
     n_scored = min(args.n_score, a.n_attack)
     steps_per_sample = a.cw_steps * a.cw_binary_search_steps + 2 * a.min_norm_steps
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if args.figure8:
+        print(
+            f"profile {args.profile}: Figure 8 CNNs besides the base (width {m.cnn_width}, depth"
+            f" {m.cnn_depth}); DDN {a.min_norm_steps} steps on {a.n_attack} samples, batch {attack_batch}\n"
+        )
+        print(
+            "| dataset | point | width / depth / beta | train: GFLOP/sample | train: samples/s "
+            "| attack step: samples/s | training samples | projected training | projected attack "
+            "| projected point |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for dataset in args.datasets:
+            for row in measure_figure8(dataset, args.profile, device, attack_batch, args.seconds):
+                print(row, flush=True)
+        return
     print(
-        f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}\n"
         f"profile {args.profile}: CNN width {m.cnn_width}, depth {m.cnn_depth}; training {n_train} samples x "
         f"{m.cnn_epochs} epochs, batch {m.cnn_batch_size}; attacks ({a.n_attack} + {n_scored}) samples x"
         f" {steps_per_sample} steps, batch {attack_batch}\n"

@@ -52,3 +52,38 @@ def test_cnn_bench_prints_a_row_per_dataset_with_positive_rates(capsys):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert all(float(c.replace(",", "")) > 0 for c in cells[1:5])
     assert all(re.fullmatch(r"(\d+ h )?\d+ min \d+ s|\d+ h \d+ min", c) for c in cells[5:])
+
+
+def test_cnn_bench_figure8_times_each_sweep_cnn_that_the_chapter_trains(capsys):
+    bench = _load("bench_cnn")
+    # quick: base CNN width 8, depth 4; 2 x 500 samples x 6 epochs; TRADES beta 0 is the base CNN (reused)
+    assert bench.figure8_points("quick") == [
+        ("train_size", 1000.0, 8, 4, 0.0, 1000),
+        ("train_size", 4000.0, 8, 4, 0.0, 4000),
+        ("width", 4.0, 4, 4, 0.0, 6000),
+        ("width", 16.0, 16, 4, 0.0, 6000),
+        ("depth", 2.0, 8, 2, 0.0, 6000),
+        ("depth", 6.0, 8, 6, 0.0, 6000),
+        ("trades", 2.0, 8, 4, 2.0, 6000),
+        ("trades", 10.0, 8, 4, 10.0, 6000),
+    ]
+    bench.main(
+        ["--profile", "quick", "--device", "cpu", "--seconds", "0.05", "--datasets", "mnist", "--figure8"]
+    )
+    out = capsys.readouterr().out
+    assert "DDN 100 steps on 16 samples, batch 128" in out
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if line.startswith("| mnist")
+    ]
+    assert [row[1] for row in rows] == [
+        "train_size 1000", "train_size 4000", "width 4", "width 16", "depth 2", "depth 6",
+        "trades 2", "trades 10", "all points",
+    ]  # fmt: skip
+    flops = {row[1]: float(row[3]) for row in rows[:-1]}
+    assert flops["width 16"] > 2 * flops["width 4"]
+    # TRADES adds 3 PGD steps (a forward and an input backward each) and a forward of the attacked batch
+    assert flops["trades 2"] > 2 * flops["train_size 1000"] and flops["trades 2"] == flops["trades 10"]
+    assert all(float(row[4].replace(",", "")) > 0 and float(row[5].replace(",", "")) > 0 for row in rows[:-1])
+    assert [row[6] for row in rows[:2]] == ["1,000", "4,000"]
