@@ -534,6 +534,14 @@ SWEEPS: dict[str, str] = {
 _SWEEP_METRIC = re.compile(r"^(?:sweeps\.(\w+)|(trades))\.(\d+)\.(value|beta|test_accuracy|report\.mean_l2)$")
 
 
+def _figure8_tasks(results: SummaryResults) -> set[Task]:
+    """The tasks whose chapter 04 results hold at least one Figure 8 sweep point."""
+    v = results.values[results.values["chapter"] == LEARNED_CHAPTER]
+    found = v["metric"].str.extract(_SWEEP_METRIC)
+    keep = (found[0].notna() | found[1].notna()).to_numpy(bool)
+    return set(zip(v["dataset"][keep], v["attribute"][keep], strict=True))
+
+
 def figure8_table(results: SummaryResults) -> pd.DataFrame:
     """Figure 8's numbers: one row per trained CNN of chapter 04's sweeps, [n, 5]: task, sweep (a key of
     :data:`SWEEPS`), value (training examples, width, depth or beta), test_accuracy, mean_l2."""
@@ -597,6 +605,7 @@ def symmetric_vs_asymmetric(results: SummaryResults) -> pd.DataFrame:
 
 
 COVERED, MISSING = "yes", "missing"
+NO_FIGURE8 = "yes, no Figure 8"  # a chapter 04 result made with figure8=False (no Figure 8 sweeps)
 _RESULT_CHAPTERS = (BAYES_CHAPTER, LEARNED_CHAPTER, REAL_CHAPTER)
 
 
@@ -606,43 +615,55 @@ def _chapter_takes(chapter: str, task: Task) -> bool:
 
 def _coverage_cells(results: SummaryResults) -> tuple[list[Task], list[list[str]]]:
     have = {chapter: set(results.tasks(chapter)) for chapter in _RESULT_CHAPTERS}
+    with_sweeps = _figure8_tasks(results)
+
+    def cell(chapter: str, task: Task) -> str:
+        if task in have[chapter]:
+            return NO_FIGURE8 if chapter == LEARNED_CHAPTER and task not in with_sweeps else COVERED
+        return MISSING if _chapter_takes(chapter, task) else ""
+
     tasks = _task_order(set(TASKS).union(*have.values()))
-    cells = [
-        [
-            COVERED if task in have[chapter] else MISSING if _chapter_takes(chapter, task) else ""
-            for chapter in _RESULT_CHAPTERS
-        ]
-        for task in tasks
-    ]
-    return tasks, cells
+    return tasks, [[cell(chapter, task) for chapter in _RESULT_CHAPTERS] for task in tasks]
 
 
 def coverage(results: SummaryResults) -> pd.DataFrame:
     """Which runs ``results`` holds: [tasks, 3], a column per result chapter (03, 04, 05) and a row per task
-    of the paper (Table 1's order, then any other task found). A cell reads "yes" when a result file exists,
-    "missing" when the chapter takes the task and has none, and is empty where the chapter does not take
-    the task (chapter 5 takes only the five real-data attributes)."""
+    of the paper (Table 1's order, then any other task found). A cell reads "yes" when a result file exists
+    ("yes, no Figure 8" for a chapter 04 result without the Figure 8 sweeps, i.e. made with
+    ``figure8=False``), "missing" when the chapter takes the task and has none, and is empty where the
+    chapter does not take the task (chapter 5 takes only the five real-data attributes)."""
     tasks, cells = _coverage_cells(results)
     return pd.DataFrame(cells, index=_labels(tasks), columns=[f"chapter {c}" for c in _RESULT_CHAPTERS])
 
 
 def missing_runs(results: SummaryResults) -> Markdown:
     """A line per result chapter: how many of the tasks it takes have a result in ``results`` and, when some
-    have none, the sweep command that runs those (the sweep skips finished runs, so re-running it is safe)."""
+    have none, the sweep command that runs those (the sweep skips finished runs, so re-running it is safe);
+    for chapter 04, also the results without Figure 8's sweeps and the command that re-runs them with it."""
     tasks, cells = _coverage_cells(results)
+
+    def command(chapter: str, chosen: list[Task]) -> str:
+        text = (
+            f"python -m nbhelpers sweep --chapters {chapter} "
+            f"--tasks {' '.join(f'{d}:{a}' for d, a in chosen)} --profile {results.profile}"
+        )
+        if Path(results.results_dir).resolve() != default_results_dir().resolve():
+            text += f" --results-dir {_display_path(results.results_dir)}"
+        return text
+
     lines = []
     for column, chapter in enumerate(_RESULT_CHAPTERS):
         taken = [task for task, row in zip(tasks, cells, strict=True) if row[column]]
         missing = [task for task, row in zip(tasks, cells, strict=True) if row[column] == MISSING]
+        partial = [task for task, row in zip(tasks, cells, strict=True) if row[column] == NO_FIGURE8]
         line = f"- **chapter {chapter}**: {len(taken) - len(missing)} of {len(taken)} tasks have a result"
         if missing:
-            command = (
-                f"python -m nbhelpers sweep --chapters {chapter} "
-                f"--tasks {' '.join(f'{d}:{a}' for d, a in missing)} --profile {results.profile}"
+            line += f"; the missing ones: `{command(chapter, missing)}`"
+        if partial:
+            line += (
+                f"; {len(partial)} of the results have no Figure 8 sweeps (made with `-p figure8=False`), "
+                f"which this re-runs with them: `{command(chapter, partial)}`"
             )
-            if Path(results.results_dir).resolve() != default_results_dir().resolve():
-                command += f" --results-dir {_display_path(results.results_dir)}"
-            line += f"; the missing ones: `{command}`"
         lines.append(line)
     return Markdown("\n".join(lines))
 

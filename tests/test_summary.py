@@ -483,9 +483,10 @@ def test_missing_runs_counts_and_names_the_missing_tasks(results_dir):
 
 
 def test_missing_runs_when_every_task_has_a_result(tmp_path):
-    for chapter in (CH3, CH4):
-        for dataset, attribute in TASKS:
-            save_result(chapter, dataset, attribute, "quick", 0, {}, results_dir=tmp_path)
+    point = {"value": 4, "test_accuracy": 0.9, "report": {"mean_l2": 1.0}}
+    for dataset, attribute in TASKS:
+        save_result(CH3, dataset, attribute, "quick", 0, {}, results_dir=tmp_path)
+        save_result(CH4, dataset, attribute, "quick", 0, {"sweeps": {"width": [point]}}, results_dir=tmp_path)
     for attribute in ("Male", "Smiling", "Bangs", "Heavy_Makeup", "Eyeglasses"):
         save_result(CH5, "celeba", attribute, "quick", 0, {}, results_dir=tmp_path)
     text = summary.missing_runs(summary.collect_results("quick", tmp_path)).data
@@ -494,7 +495,20 @@ def test_missing_runs_when_every_task_has_a_result(tmp_path):
         "- **chapter 04**: 15 of 15 tasks have a result",
         "- **chapter 05**: 5 of 5 tasks have a result",
     ]
-    assert (summary.coverage(summary.collect_results("quick", tmp_path)) != "missing").all().all()
+    table = summary.coverage(summary.collect_results("quick", tmp_path))
+    assert (table == "yes").sum().tolist() == [15, 15, 5]
+    # Chapter 4 results made with figure8=False have no sweep points: counted, and named with a command
+    for attribute in ("Male", "Bangs"):
+        metrics = {"sweeps": {"width": [], "depth": [], "train_size": []}, "trades": []}
+        save_result(CH4, "celeba", attribute, "quick", 0, metrics, results_dir=tmp_path)
+    results = summary.collect_results("quick", tmp_path)
+    line = summary.missing_runs(results).data.splitlines()[1]
+    assert line.startswith("- **chapter 04**: 15 of 15 tasks have a result; 2 of the results have no Figure")
+    command = "python -m nbhelpers sweep --chapters 04 --tasks celeba:Bangs celeba:Male --profile quick"
+    assert line.endswith(f"`{command} --results-dir {tmp_path}`")
+    table = summary.coverage(results)
+    assert table.loc["CelebA / Male"].tolist() == ["yes", "yes, no Figure 8", "yes"]
+    assert (table["chapter 04"] == "yes").sum() == 13
 
 
 def test_table3_checks_merges_a_settings_cnn_and_bayes_records(tmp_path):
