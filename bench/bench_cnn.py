@@ -150,6 +150,12 @@ def measure(
     return "| " + " | ".join(cells) + " |"
 
 
+def _samples_per_second(rate: float) -> str:
+    """A rate as a table cell: whole numbers from 100 up, three significant digits below (the widest CNNs
+    run at a few samples per second on a CPU)."""
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
 def figure8_points(profile: str) -> list[tuple[str, float, int, int, float, int]]:
     """Chapter 4's Figure 8 CNNs at ``profile``'s sizes that the chapter trains besides its own CNN:
     (sweep, value, width, depth, TRADES beta, training samples), as ``experiments.run_sweeps`` makes them."""
@@ -189,11 +195,11 @@ def measure_figure8(
         total += train_seconds + attack_seconds
         cells = [
             dataset,
-            f"{name} {value:g}",
+            f"{name} {value:.10g}",
             f"{width} / {depth} / {beta:g}",
             f"{r['train_flops'] / 1e9:.3g}",
-            f"{r['train_rate']:,.0f}",
-            f"{r['attack_rate']:,.0f}",
+            _samples_per_second(r["train_rate"]),
+            _samples_per_second(r["attack_rate"]),
             f"{n_train:,}",
             format_duration(train_seconds),
             format_duration(attack_seconds),
