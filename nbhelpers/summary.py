@@ -534,24 +534,28 @@ SWEEPS: dict[str, str] = {
 _SWEEP_METRIC = re.compile(r"^(?:sweeps\.(\w+)|(trades))\.(\d+)\.(value|beta|test_accuracy|report\.mean_l2)$")
 
 
-def _figure8_tasks(results: SummaryResults) -> set[Task]:
-    """The tasks whose chapter 04 results hold at least one Figure 8 sweep point."""
+def _sweep_values(results: SummaryResults) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The chapter 04 rows of ``results.values`` that are Figure 8 sweep numbers, and the groups of
+    :data:`_SWEEP_METRIC` for each (sweep name, "trades", point index, field)."""
     v = results.values[results.values["chapter"] == LEARNED_CHAPTER]
     found = v["metric"].str.extract(_SWEEP_METRIC)
     keep = (found[0].notna() | found[1].notna()).to_numpy(bool)
-    return set(zip(v["dataset"][keep], v["attribute"][keep], strict=True))
+    return v[keep], found[keep]
+
+
+def _figure8_tasks(results: SummaryResults) -> set[Task]:
+    """The tasks whose chapter 04 results hold at least one Figure 8 sweep point."""
+    v, _ = _sweep_values(results)
+    return set(zip(v["dataset"], v["attribute"], strict=True))
 
 
 def figure8_table(results: SummaryResults) -> pd.DataFrame:
     """Figure 8's numbers: one row per trained CNN of chapter 04's sweeps, [n, 5]: task, sweep (a key of
     :data:`SWEEPS`), value (training examples, width, depth or beta), test_accuracy, mean_l2."""
     columns = ["task", "sweep", "value", "test_accuracy", "mean_l2"]
-    v = results.values[results.values["chapter"] == LEARNED_CHAPTER]
-    found = v["metric"].str.extract(_SWEEP_METRIC)  # groups: sweep name, "trades", index, field
-    keep = (found[0].notna() | found[1].notna()).to_numpy(bool)
-    if not keep.any():
+    v, found = _sweep_values(results)
+    if v.empty:
         return pd.DataFrame(columns=columns)
-    found, v = found[keep], v[keep]
     tasks = list(zip(v["dataset"], v["attribute"], strict=True))
     long = pd.DataFrame(
         {
