@@ -26,7 +26,8 @@ class BayesClassifier(torch.nn.Module):
     Class index ``c`` is the data label ``c``. Inputs are vectors ``[n, d]`` or images
     ``[n, C, H, W]`` with ``C * H * W == d`` (flattened in C, H, W order). The densities
     are evaluated in float64 whatever the input's and the MFAs' dtypes. The MFAs' buffers may be
-    changed in place or moved afterwards: ``MFA.density_terms`` recomputes its terms when they change.
+    changed in place through torch or moved afterwards: ``MFA.density_terms`` recomputes its terms when
+    they change (after edits through ``.data`` or numpy, call ``MFA.clear_cache``).
     """
 
     def __init__(self, mfa0: MFA, mfa1: MFA):

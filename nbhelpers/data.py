@@ -280,7 +280,8 @@ def prepare_celeba(src_dir: str | os.PathLike, out_path: str | os.PathLike, *, p
     if not present.all():
         warnings.warn(
             f"{np.count_nonzero(~present)} of {len(filenames)} listed CelebA images are missing from "
-            f"{image_dir}; preparing the others",
+            f"{image_dir}; preparing the others into {out_path}, which later loads reuse as it is: delete it "
+            "once the download is complete to prepare every face",
             stacklevel=2,
         )
     filenames, attrs, partition = filenames[present], attrs[present], partition[present]

@@ -250,6 +250,9 @@ class MFA(torch.nn.Module):
             raise ValueError(
                 f"D must have shape [K, d] = [{K}, {d}] (or [K] if isotropic), got {tuple(D_t.shape)}"
             )
+        for name, value in (("mu", mu_t), ("A", A_t), ("D", D_t)):
+            if not torch.isfinite(value).all():
+                raise ValueError(f"{name} contains NaN or inf values: every parameter must be finite")
         if not (D_t > 0).all():
             raise ValueError("noise variances D must be positive")
         if isotropic and not torch.allclose(D_t, D_t[:, :1].expand(K, d)):
@@ -318,11 +321,27 @@ class MFA(torch.nn.Module):
 
     def density_terms(self) -> DensityTerms:
         """The float64 quantities of the current parameters (``DensityTerms``), cached until a
-        parameter buffer is changed in place, replaced or moved."""
-        key = tuple((b.data_ptr(), b._version, b.device, b.dtype) for b in (self.mu, self.A, self.log_D))
+        parameter buffer is changed in place through torch, replaced or moved (after edits that torch
+        does not see, through ``.data`` or numpy, call ``clear_cache``)."""
+        buffers = (self.mu, self.A, self.log_D)
+        if any(b.is_inference() for b in buffers):
+            # made under torch.inference_mode: no version counter to key a cache on
+            return self._compute_density_terms()
+        key = tuple((b.data_ptr(), b._version, b.device, b.dtype) for b in buffers)
         cached = getattr(self, "_density_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
+        # outside inference mode, so that terms cached during a prediction can serve a later backward pass
+        with torch.inference_mode(False):
+            terms = self._compute_density_terms()
+        self._density_cache = (key, terms)
+        return terms
+
+    def clear_cache(self) -> None:
+        """Forget the cached ``density_terms`` (needed only after editing buffers behind torch's back)."""
+        self._density_cache = None
+
+    def _compute_density_terms(self) -> DensityTerms:
         K, d, l = self.K, self.d, self.l  # noqa: E741
         with torch.no_grad():
             A, log_D, mu = (v.to(WORK_DTYPE) for v in (self.A, self.log_D, self.mu))
@@ -344,7 +363,6 @@ class MFA(torch.nn.Module):
                 mu_quad=(mu * mu_D).sum(1),
                 log_norm=-0.5 * (d * LOG_2PI + logdet),
             )
-        self._density_cache = (key, terms)
         return terms
 
     def _chunk_terms(self, x: Tensor, terms: DensityTerms) -> tuple[Tensor, Tensor, Tensor]:
@@ -370,11 +388,13 @@ class MFA(torch.nn.Module):
 
     def log_prob(self, x: ArrayLike) -> Tensor:
         """Mixture log-density log sum_k pi_k N(x_i; mu_k, C_k) for x [n, d] -> [n]."""
-        return torch.logsumexp(self.component_log_prob(x) + self.log_pi, dim=1)
+        log_joint = self.component_log_prob(x, dtype=WORK_DTYPE) + self.log_pi.to(WORK_DTYPE)
+        return torch.logsumexp(log_joint, dim=1).to(self.dtype)
 
     def responsibilities(self, x: ArrayLike) -> Tensor:
         """Posterior component probabilities p(k | x_i) for x [n, d] -> [n, K] (rows sum to 1)."""
-        return torch.softmax(self.component_log_prob(x) + self.log_pi, dim=1)
+        log_joint = self.component_log_prob(x, dtype=WORK_DTYPE) + self.log_pi.to(WORK_DTYPE)
+        return torch.softmax(log_joint, dim=1).to(self.dtype)
 
     @torch.no_grad()
     def sample(
@@ -648,6 +668,11 @@ class MFA(torch.nn.Module):
             dtype=metadata["dtype"],
             device=map_location,
         )
+        bad = [name for name, value in tensors.items() if not torch.isfinite(value).all()]
+        if bad:
+            raise ValueError(
+                f"{path} holds NaN or inf values in {', '.join(sorted(bad))}: refit or re-save the model"
+            )
         model.load_state_dict(tensors)
         model.history_ = json.loads(metadata.get("history", "[]"))
         return model

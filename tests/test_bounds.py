@@ -44,6 +44,22 @@ def test_mahalanobis_terms_reproduce_the_densities():
     np.testing.assert_allclose(lipschitz.numpy(), np.full(3, 1 / 0.03))
 
 
+def test_a_float32_model_gets_float64_mahalanobis_terms():
+    model, x, _ = subspace_pair(d=2000, k=3, latent=2, sigma=0.01, n=4)
+    mfa = model.mfas[1]
+    mfa32 = MFA.from_parameters(mfa.mu, mfa.A, mfa.log_D.exp(), mfa.log_pi.exp(), dtype=torch.float32)
+    # the same parameters and points rounded to float32, evaluated in float64: only that rounding may differ
+    x32 = x.float()
+    mfa64 = MFA(mfa.K, mfa.d, mfa.l, dtype=torch.float64)
+    mfa64.load_state_dict(mfa32.state_dict())  # the float32 values, exactly, as float64
+    expected = mahalanobis_terms(x32.double(), mfa64)
+    m32, c32, _ = mahalanobis_terms(x32, mfa32)
+    assert m32.dtype == c32.dtype == torch.float64
+    torch.testing.assert_close(m32, expected[0], rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(c32, expected[1], rtol=1e-12, atol=1e-9)
+    assert subspace_distances(x32, mfa32).dtype == torch.float64
+
+
 def test_certified_radius_below_every_attack():
     model, x, y = subspace_pair()
     radius = certified_radius(model, x, y)

@@ -350,6 +350,63 @@ def test_parameters_are_buffers_in_the_state_dict():
     torch.testing.assert_close(model.log_pi.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
 
 
+def test_a_prediction_under_inference_mode_leaves_the_model_differentiable():
+    model = random_mfa(K=3, d=20, l=2, isotropic=False, seed=4)
+    x = evaluation_points(model, 8, seed=5)
+    with torch.inference_mode():
+        expected = model.log_prob(x)  # fills the cache inside inference mode
+    x_grad = x.clone().requires_grad_()
+    out = model.log_prob(x_grad)
+    (grad,) = torch.autograd.grad(out.sum(), x_grad)
+    torch.testing.assert_close(out.detach(), expected)
+    torch.testing.assert_close(grad, torch.func.grad(lambda v: dense_mixture(model).log_prob(v).sum())(x))
+
+
+def test_a_model_made_under_inference_mode_evaluates():
+    reference = random_mfa(K=2, d=10, l=2, isotropic=True, seed=6)
+    x = evaluation_points(reference, 6, seed=7)
+    with torch.inference_mode():
+        model = MFA.from_parameters(reference.mu, reference.A, reference.log_D.exp(), reference.log_pi.exp())
+        torch.testing.assert_close(model.log_prob(x), reference.log_prob(x))
+        torch.testing.assert_close(model.log_prob(x), reference.log_prob(x))  # twice: nothing cached wrongly
+
+
+def test_clear_cache_after_editing_buffers_behind_torchs_back():
+    model = random_mfa(K=2, d=10, l=2, isotropic=False, seed=8)
+    x = evaluation_points(model, 6, seed=9)
+    before = model.log_prob(x)
+    model.log_D.data.fill_(0.0)  # .data bypasses the version counter the cache is keyed on
+    fresh = MFA.from_parameters(model.mu, model.A, torch.ones(2, 10), model.log_pi.exp())
+    model.clear_cache()
+    after = model.log_prob(x)
+    torch.testing.assert_close(after, fresh.log_prob(x))
+    assert (after - before).abs().min() > 1.0
+
+
+def test_float32_mixture_sums_in_float64():
+    # Two components 8e-7 apart in each pixel, seen from far away: log-densities of about -1.35e7
+    # (float32 spacing 1.0 there) that differ by 0.72, so their softmax is right only in float64.
+    d = 30
+    mu = torch.zeros(2, d, dtype=torch.float32)
+    mu[1] = 8e-7
+    model32 = MFA.from_parameters(mu, torch.zeros(2, d, 1), torch.full((2, d), 1e-3), dtype=torch.float32)
+    model64 = MFA(2, d, 1, dtype=torch.float64)
+    model64.load_state_dict(model32.state_dict())  # the float32 values, exactly, as float64
+    x = torch.full((1, d), 30.0, dtype=torch.float64)
+    expected = model64.responsibilities(x)
+    assert 0.6 < expected[0, 1] < 0.75  # the components really compete
+    torch.testing.assert_close(model32.responsibilities(x).double(), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(model32.log_prob(x).double(), model64.log_prob(x), rtol=1e-7, atol=0)
+
+
+def test_load_rejects_a_file_with_nan_parameters(tmp_path):
+    model = random_mfa(K=2, d=6, l=1, isotropic=False, seed=12)
+    model.mu[1, 3] = float("nan")
+    path = model.save(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="NaN or inf values in mu"):
+        MFA.load(path)
+
+
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("make", "match"),
@@ -369,6 +426,18 @@ def test_parameters_are_buffers_in_the_state_dict():
         (lambda: MFA(2, 5, 2).fit(torch.randn(10, 5), min_variance=0, progress=False), "min_variance"),
         (lambda: MFA(2, 5, 2).fit("data.npy", progress=False), "got str"),
         (lambda: MFA.from_parameters(torch.zeros(2, 3), torch.zeros(2, 3, 1), -torch.ones(2, 3)), "positive"),
+        (
+            lambda: MFA.from_parameters(
+                torch.full((2, 3), float("nan")), torch.zeros(2, 3, 1), torch.ones(2, 3)
+            ),
+            "mu contains NaN",
+        ),
+        (
+            lambda: MFA.from_parameters(
+                torch.zeros(2, 3), torch.full((2, 3, 1), float("inf")), torch.ones(2, 3)
+            ),
+            "A contains NaN or inf",
+        ),
     ],
 )
 def test_bad_input_raises_clear_error(make, match):
