@@ -49,8 +49,7 @@ from nbhelpers.models import (
 )
 from nbhelpers.models.training import resolve_device
 from nbhelpers.progress import tqdm
-from nbhelpers.report import PIXEL_BINS, RobustnessReport, report_from_attacks
-from nbhelpers.summary import adversarial_accuracy
+from nbhelpers.report import PIXEL_BINS, RobustnessReport, adversarial_accuracy, report_from_attacks
 
 #: The paper's five real-data attributes (section 3, appendix D.4); chapter 5 accepts only these.
 REAL_ATTRIBUTES: tuple[str, ...] = REAL_DATA_ATTRIBUTES
@@ -870,7 +869,7 @@ def compare_reports(reports: Mapping[str, RobustnessReport]) -> pd.DataFrame:
 
     "adv. acc. %" is the share of attacked samples still correct after the attack (ours);
     "adv. acc., paper's reading %" counts misclassified samples as flipped to correct, which is how the
-    paper's brackets in Tables 1-2 add up (``summary.adversarial_accuracy``): 100 - clean + ours.
+    paper's brackets in Tables 1-2 add up (``report.adversarial_accuracy``): 100 - clean + ours.
     """
     rows = []
     for name, rep in reports.items():

@@ -56,9 +56,9 @@ from nbhelpers.config import get_profile, project_root
 from nbhelpers.config import results_dir as default_results_dir
 from nbhelpers.data import REAL_DATA_ATTRIBUTES, TASKS
 from nbhelpers.display import Markdown
+from nbhelpers.report import CONVENTIONS, adversarial_accuracy  # noqa: F401 (part of the summary API)
 from nbhelpers.results import code_version, load_results, write_json_atomic
 
-CONVENTIONS = ("paper", "strict")
 MANIFEST_NAME = "manifest.json"
 PAPER_RESULTS_SUBDIR = Path("results") / "paper"
 BAYES_CHAPTER, LEARNED_CHAPTER, REAL_CHAPTER = "03", "04", "05"
@@ -217,20 +217,6 @@ def _labels(tasks: Sequence[Task]) -> pd.Index:
 
 # ---------------------------------------------------------------------------------------------------------
 # Tables.
-
-
-def adversarial_accuracy(clean: float, strict: float, convention: str = "paper") -> float:
-    """The adversarial accuracy of a report in one of two conventions.
-
-    "strict" is the report's own number: the share of samples that are correctly classified and that no
-    attack flipped. "paper" is the accuracy on the attacked inputs when the attack flips every prediction
-    it can: the misclassified samples (share ``1 - clean``) then turn correct, so it is
-    ``strict + 1 - clean``. Every CNN and linear SVM entry of the paper's Tables 1 and 2 fits it (clean plus
-    bracket is 100%).
-    """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}: valid conventions are {', '.join(CONVENTIONS)}")
-    return strict if convention == "strict" else strict + 1.0 - clean
 
 
 def _report_value(results: SummaryResults, chapter: str, task: Task, model: str, metric: str) -> float:

@@ -48,7 +48,16 @@ from typing import Any, TextIO
 from tqdm.auto import tqdm
 
 from nbhelpers import results
-from nbhelpers.config import VALID_DEVICES, get_device, get_profile, project_root
+from nbhelpers.config import (
+    CACHE_DIR_ENV,
+    CHECKPOINTS_DIR_ENV,
+    DATA_DIR_ENV,
+    RESULTS_DIR_ENV,
+    VALID_DEVICES,
+    get_device,
+    get_profile,
+    project_root,
+)
 from nbhelpers.config import results_dir as default_results_dir
 from nbhelpers.data import REAL_DATA_ATTRIBUTES, TASKS
 from nbhelpers.notebook_runner import NotebookError, exit_when_gone, notebook_parameters
@@ -70,6 +79,9 @@ Task = tuple[str, str]  # (dataset, attribute), e.g. ("celeba", "Smiling")
 TasksFor = Callable[[str], Sequence[Task]]  # chapter stem -> the tasks it takes
 
 
+BUNDLED_SAMPLE = "bundled sample"
+
+
 class SweepError(ValueError):
     """Bad sweep input; the message names the problem and how to fix it."""
 
@@ -89,6 +101,7 @@ class Run:
     results_dir: Path  # results base folder; the file goes to <results_dir>/<profile>/
     extra: tuple[tuple[str, Any], ...] = ()  # further papermill parameters (--param), sorted by name
     engine: str = "papermill"  # "papermill" or "python" (see ENGINES)
+    data: str = BUNDLED_SAMPLE  # the data it reads (``data_source``), recorded in its stamp
 
     @property
     def name(self) -> str:
@@ -330,10 +343,40 @@ def parse_params(specs: Sequence[str] | None) -> dict[str, Any]:
         if name in params:
             raise SweepError(f"parameter {name!r} is given twice")
         try:
-            params[name] = ast.literal_eval(text.strip())
+            value = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):
-            params[name] = text
+            value = text
+        try:
+            json.dumps(value)
+        except TypeError:
+            raise SweepError(
+                f"parameter {spec!r}: a {type(value).__name__} cannot be passed to a notebook; use a number, "
+                "string, bool, None, list or dict"
+            ) from None
+        if name == "data_dir" and isinstance(value, str):
+            value = os.path.abspath(value)  # the chapters run inside the book folder
+        params[name] = value
     return params
+
+
+# The environment variables holding folders: a relative one is made absolute before the runs start,
+# because the chapters run inside the book folder, not where the sweep was started.
+_FOLDER_ENVIRONMENT = (DATA_DIR_ENV, CACHE_DIR_ENV, CHECKPOINTS_DIR_ENV, RESULTS_DIR_ENV)
+
+
+def absolute_folder_environment() -> None:
+    """Turn a relative ``$NBHELPERS_*_DIR`` into an absolute path, against the current directory."""
+    for name in _FOLDER_ENVIRONMENT:
+        value = os.environ.get(name)
+        if value and not os.path.isabs(value):
+            os.environ[name] = os.path.abspath(value)
+
+
+def data_source(params: dict[str, Any]) -> str:
+    """The data a chapter given ``params`` reads: its ``data_dir`` parameter, else ``$NBHELPERS_DATA_DIR``,
+    else the bundled sample (recorded in each run's stamp, so that switching data re-runs it)."""
+    folder = params.get("data_dir") or os.environ.get(DATA_DIR_ENV)
+    return str(Path(folder).resolve()) if folder else BUNDLED_SAMPLE
 
 
 ChapterParams = tuple[tuple[str, Any], ...]  # (name, value) pairs, sorted by name
@@ -399,7 +442,20 @@ def plan_sweep(
     extra = _chapter_params(params, notebooks)
     by_chapter, left_out = resolve_tasks(tasks, list(notebooks), tasks_for or chapter_tasks)
     runs = [
-        Run(chapter, dataset, attribute, profile, seed, device, notebook, out, base, extra[chapter], engine)
+        Run(
+            chapter,
+            dataset,
+            attribute,
+            profile,
+            seed,
+            device,
+            notebook,
+            out,
+            base,
+            extra[chapter],
+            engine,
+            data_source(dict(extra[chapter])),
+        )
         for chapter, notebook in notebooks.items()
         for dataset, attribute in by_chapter[chapter]
         for seed in dict.fromkeys(seeds)
@@ -450,6 +506,9 @@ def stale_reason(run: Run, code_version: str, keep_finished: bool = False) -> st
         return "notebook changed"
     if stamp.get("parameters", {}) != json.loads(json.dumps(run.extra_parameters())):
         return f"parameters changed ({stamp.get('parameters', {})} -> {run.extra_parameters()})"
+    # stamps written before the data source was recorded carry none: those are kept
+    if "data" in stamp and stamp["data"] != run.data:
+        return f"data changed ({stamp['data']} -> {run.data})"
     return None
 
 
@@ -607,6 +666,7 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
             "executed_notebook": run.output_notebook.name,
             "device": run.device,
             "parameters": run.extra_parameters(),
+            "data": run.data,
             "seconds": round(seconds, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
@@ -929,6 +989,7 @@ def _print_plan(plan: Plan, dry_run: bool) -> None:
 def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
     """Carry out parsed ``sweep`` arguments; the exit status: 0 ok, 1 a run failed, 2 bad input."""
     try:
+        absolute_folder_environment()
         params = parse_params(getattr(args, "param", None))
         plan = plan_sweep(
             args.chapters,

@@ -197,6 +197,51 @@ def test_stale_reason_names_what_changed(finished, tmp_path):
     assert sweep.stale_reason(run, current) == "no result yet"
 
 
+def test_switching_the_data_folder_reruns(finished, tmp_path, monkeypatch):
+    base = Path(shutil.copytree(finished["book"].parent, tmp_path / "copy"))
+
+    def planned_run() -> sweep.Run:
+        (run,) = sweep.plan_sweep(
+            tasks=["celeba:Smiling"],
+            seeds=[2],
+            book_dir=base / "book",
+            results_dir=base / "results",
+            tasks_for=probe_tasks,
+        ).runs
+        return run
+
+    run = planned_run()
+    current = json.loads(run.result_path.read_text())["code_version"]
+    stamp = json.loads(run.stamp_path.read_text())
+    assert stamp["data"] == run.data == sweep.data_source({})
+    assert sweep.stale_reason(run, current) is None
+    full = tmp_path / "full data"
+    monkeypatch.setenv("NBHELPERS_DATA_DIR", str(full))
+    moved = planned_run()
+    assert moved.data == str(full.resolve())
+    assert sweep.stale_reason(moved, current) == f"data changed ({stamp['data']} -> {full.resolve()})"
+    assert sweep.stale_reason(moved, current, keep_finished=True) is None
+    monkeypatch.delenv("NBHELPERS_DATA_DIR")
+    assert planned_run().data == sweep.BUNDLED_SAMPLE
+    # A stamp written before the data source was recorded is kept.
+    run.stamp_path.write_text(json.dumps({k: v for k, v in stamp.items() if k != "data"}))
+    monkeypatch.setenv("NBHELPERS_DATA_DIR", str(full))
+    assert sweep.stale_reason(planned_run(), current) is None
+
+
+def test_relative_folders_are_made_absolute_before_the_runs_start(tmp_path, monkeypatch):
+    # The chapters run inside the book folder: a relative path would point somewhere else there.
+    monkeypatch.chdir(tmp_path)
+    for name in ("NBHELPERS_DATA_DIR", "NBHELPERS_CACHE_DIR", "NBHELPERS_CHECKPOINTS_DIR"):
+        monkeypatch.setenv(name, f"rel/{name.lower()}")
+    monkeypatch.setenv("NBHELPERS_RESULTS_DIR", str(tmp_path / "already absolute"))
+    sweep.absolute_folder_environment()
+    assert os.environ["NBHELPERS_DATA_DIR"] == str(tmp_path / "rel" / "nbhelpers_data_dir")
+    assert os.environ["NBHELPERS_CHECKPOINTS_DIR"] == str(tmp_path / "rel" / "nbhelpers_checkpoints_dir")
+    assert os.environ["NBHELPERS_RESULTS_DIR"] == str(tmp_path / "already absolute")
+    assert sweep.parse_params(["data_dir=data/celeba"]) == {"data_dir": str(tmp_path / "data" / "celeba")}
+
+
 def test_param_reaches_the_notebook_and_a_new_value_reruns(finished, tmp_path, capsys):
     base = Path(shutil.copytree(finished["book"].parent, tmp_path / "copy"))
     argv = options(base / "book", "--tasks", "celeba:Smiling", "--seeds", "2")
@@ -237,6 +282,8 @@ def test_parse_params_reads_literals_and_keeps_other_text():
         "name": "Smiling",
     }
     assert sweep.parse_params(None) == {}
+    with pytest.raises(sweep.SweepError, match="a set cannot be passed to a notebook"):
+        sweep.parse_params(["scale={1, 2}"])
 
 
 def test_failing_runs_are_reported_after_the_others_finish(book, capsys):
