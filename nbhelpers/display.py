@@ -6,6 +6,12 @@ sweep's ``python`` engine) the same objects must still import and print.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pandas.io.formats.style import Styler
+
 try:
     from IPython.display import Markdown
 except ImportError:  # no IPython: a plain-text stand-in with the same ``data`` attribute
@@ -23,4 +29,13 @@ except ImportError:  # no IPython: a plain-text stand-in with the same ``data`` 
             return self.data
 
 
-__all__ = ["Markdown"]
+MISSING = "—"  # how a table shows a number it does not have
+
+
+def table(frame: pd.DataFrame, decimals: int = 3) -> Styler:
+    """``frame`` for reading: floats to ``decimals`` places, whole-number columns as integers and a
+    missing number as a dash, not NaN. Prints as text too (``Styler.to_string``), where Jupyter is absent."""
+    return frame.style.format(precision=decimals, na_rep=MISSING)
+
+
+__all__ = ["MISSING", "Markdown", "table"]

@@ -938,7 +938,8 @@ def table2(evaluation: Evaluation, attribute: str) -> pd.DataFrame:
 
 def attack_table(evaluation: Evaluation) -> pd.DataFrame:
     """Per model and attack, over the correctly classified attacked samples: how many the attack flipped,
-    their mean L2, and how often it found the smallest perturbation ("best")."""
+    their mean L2, and how often it found the smallest perturbation ("best"). Counts are nullable
+    integers, missing (like the mean L2 of an attack that flipped none) where a model has no such attack."""
     rows = []
     for name, result in evaluation.results.items():
         correct = (result.clean_pred == evaluation.y).numpy()
@@ -952,7 +953,10 @@ def attack_table(evaluation: Evaluation) -> pd.DataFrame:
                 1 for i in np.flatnonzero(correct) if result.attack[i] == attack and bool(result.success[i])
             )
         rows.append(row)
-    return pd.DataFrame(rows).set_index("model")
+    table = pd.DataFrame(rows).set_index("model")
+    # counts stay integers where a model has no such attack (the gradient attack needs MFA densities)
+    counts = [c for c in table.columns if c == "correct" or c.endswith((": flipped", ": best"))]
+    return table.astype(dict.fromkeys(counts, "Int64"))
 
 
 def sweep_table(sweeps: Mapping[str, Sequence[SweepPoint]]) -> pd.DataFrame:

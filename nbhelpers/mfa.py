@@ -640,6 +640,7 @@ class MFA(torch.nn.Module):
         os.close(fd)
         try:
             save_file(tensors, tmp, metadata=metadata)
+            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; exported models are meant to be shared
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

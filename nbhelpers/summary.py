@@ -290,8 +290,9 @@ def table3(results: SummaryResults) -> pd.DataFrame:
     (``experiments.symmetric_vs_real``), two more columns of ours give it and the drop left with it, and
     where they hold the symmetric MFA pair's Bayes-optimal accuracy on the real test faces
     (``experiments.bayes_real_accuracy``), one more gives that.
-    Rows: the paper's five tasks and any other with a chapter 05 result; each column's average is over
-    the rows that have a number.
+    Rows: the paper's five tasks and any other with a chapter 05 result. Each column of ours is averaged
+    over the rows that have a number; the paper's columns over the same rows as our drop (all five while
+    we have none), so that the two averages cover the same attributes.
     """
     tasks = _task_order(set(results.tasks(REAL_CHAPTER)) | set(pv.TABLE3), [*pv.TABLE3, *TASKS])
     rows = []
@@ -320,7 +321,11 @@ def table3(results: SummaryResults) -> pd.DataFrame:
         [("ours", name) for name in ours] + [("paper", name) for name in ours[:3]]
     )
     table = pd.DataFrame(rows, index=_labels(tasks), columns=columns, dtype=float)
-    table.loc["Average"] = table.mean(axis=0, skipna=True)
+    with_ours = table[("ours", "drop")].notna()
+    average = table.mean(axis=0, skipna=True)
+    if with_ours.any():
+        average["paper"] = table.loc[with_ours, "paper"].mean(axis=0, skipna=True)
+    table.loc["Average"] = average
     # Results made before a column was recorded leave it empty: drop it rather than show NaN.
     for first, *rest in (("symmetric, real prior", "drop, real prior"), ("Bayes, symmetric pair",)):
         if table[("ours", first)].isna().all():
@@ -595,6 +600,7 @@ def symmetric_vs_asymmetric(results: SummaryResults) -> pd.DataFrame:
 
 
 COVERED, MISSING = "yes", "missing"
+NOT_TAKEN = "n/a"  # the chapter does not take the task (chapter 5: only its five real-data attributes)
 NO_FIGURE8 = "yes, no Figure 8"  # a chapter 04 result made with figure8=False (no Figure 8 sweeps)
 _RESULT_CHAPTERS = (BAYES_CHAPTER, LEARNED_CHAPTER, REAL_CHAPTER)
 
@@ -610,7 +616,7 @@ def _coverage_cells(results: SummaryResults) -> tuple[list[Task], list[list[str]
     def cell(chapter: str, task: Task) -> str:
         if task in have[chapter]:
             return NO_FIGURE8 if chapter == LEARNED_CHAPTER and task not in with_sweeps else COVERED
-        return MISSING if _chapter_takes(chapter, task) else ""
+        return MISSING if _chapter_takes(chapter, task) else NOT_TAKEN
 
     tasks = _task_order(set(TASKS).union(*have.values()))
     return tasks, [[cell(chapter, task) for chapter in _RESULT_CHAPTERS] for task in tasks]
@@ -620,7 +626,7 @@ def coverage(results: SummaryResults) -> pd.DataFrame:
     """Which runs ``results`` holds: [tasks, 3], a column per result chapter (03, 04, 05) and a row per task
     of the paper (Table 1's order, then any other task found). A cell reads "yes" when a result file exists
     ("yes, no Figure 8" for a chapter 04 result without the Figure 8 sweeps, i.e. made with
-    ``figure8=False``), "missing" when the chapter takes the task and has none, and is empty where the
+    ``figure8=False``), "missing" when the chapter takes the task and has none, and "n/a" where the
     chapter does not take the task (chapter 5 takes only the five real-data attributes)."""
     tasks, cells = _coverage_cells(results)
     return pd.DataFrame(cells, index=_labels(tasks), columns=[f"chapter {c}" for c in _RESULT_CHAPTERS])
@@ -643,7 +649,7 @@ def missing_runs(results: SummaryResults) -> Markdown:
 
     lines = []
     for column, chapter in enumerate(_RESULT_CHAPTERS):
-        taken = [task for task, row in zip(tasks, cells, strict=True) if row[column]]
+        taken = [task for task, row in zip(tasks, cells, strict=True) if row[column] != NOT_TAKEN]
         missing = [task for task, row in zip(tasks, cells, strict=True) if row[column] == MISSING]
         partial = [task for task, row in zip(tasks, cells, strict=True) if row[column] == NO_FIGURE8]
         line = f"- **chapter {chapter}**: {len(taken) - len(missing)} of {len(taken)} tasks have a result"
@@ -683,7 +689,8 @@ def _our_number(results: SummaryResults, number: pv.PaperNumber, convention: str
         drops = _table3_drops(results)
         if not drops:
             return math.nan, label
-        return float(np.mean(drops)), f"{label} (ours: {len(drops)} tasks, paper: {len(pv.TABLE3)})"
+        tasks = f"{len(drops)} task{'s' if len(drops) != 1 else ''}"
+        return float(np.mean(drops)), f"{label} (ours: {tasks}, paper: {len(pv.TABLE3)})"
     if quantity == "bayes_mean_l2":
         return results.value(BAYES_CHAPTER, *task, f"bayes_{number.model}.mean_l2"), label
     if quantity == "mean_l2":
@@ -1097,9 +1104,10 @@ def plot_table3_drops(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_comparison(comparison: pd.DataFrame) -> Figure:
+def plot_comparison(comparison: pd.DataFrame, results: SummaryResults | None = None) -> Figure:
     """Ours against the paper's, one point per row of :func:`compare_with_paper` (accuracies left, L2 norms
-    and distances right); on the grey diagonal we agree."""
+    and distances right); on the grey diagonal we agree. ``results``: the results compared, named in the
+    title (profile and seed)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     have = comparison.dropna(subset=["ours"])
     is_accuracy = have["quantity"].str.contains("accuracy|table3", regex=True).to_numpy(bool)
@@ -1116,7 +1124,8 @@ def plot_comparison(comparison: pd.DataFrame) -> Figure:
         ax.set_xlabel(f"paper, {unit}")
         ax.set_ylabel(f"ours, {unit}")
         ax.legend(fontsize=7)
-    fig.suptitle("Our numbers against the paper's")
+    scope = f" ({_scope(results)})" if results is not None else ""
+    fig.suptitle(f"Our numbers against the paper's{scope}")
     fig.tight_layout()
     return fig
 
@@ -1314,26 +1323,33 @@ def _status_text(status: Any) -> str:
 
 
 def _manifest_lines(entry: dict[str, Any]) -> list[str]:
-    """A Markdown list item (plain CommonMark, as the book renders outputs) for one manifest entry: command,
-    results, hardware, software, time and commit."""
+    """A Markdown list item (plain CommonMark, as the book renders outputs) for one manifest entry: the
+    command and its exit, then one line with its results, machine, software, time and commit (the
+    manifest itself keeps the rest, e.g. the platform string)."""
     hw = entry.get("hardware", {})
-    gpus = ", ".join(hw.get("gpus") or []) or "no GPU"
+    machine = ", ".join(hw.get("gpus") or []) or f"CPU {hw.get('cpu', '?')}"
     commit = entry.get("git_commit") or "unknown"
     if entry.get("git_local_changes"):
         commit += " (with local changes)"
     wall = format_duration(float(entry.get("wall_seconds", 0)))
     made = entry.get("results")
     made_text = ", ".join(_result_label(n) for n in made) if made else "not recorded"
+    software = (
+        f"Python {hw.get('python', '?')}, torch {hw.get('torch', '?')}, CUDA {hw.get('cuda') or 'none'}"
+    )
     return [
         f"- `{entry.get('command', '?')}` ({_status_text(entry.get('exit_status'))})",
-        f"  - **results**: {made_text}",
-        f"  - **hardware**: {gpus}; {hw.get('cpu', '?')} ({hw.get('cpu_count', '?')} cores); "
-        f"{hw.get('platform', '?')}",
-        f"  - **software**: Python {hw.get('python', '?')}, torch {hw.get('torch', '?')}, "
-        f"CUDA {hw.get('cuda') or 'none'}",
-        f"  - **time taken**: {wall} ({entry.get('started', '?')} to {entry.get('finished', '?')})",
-        f"  - **commit**: `{commit}`",
+        f"  - **{wall}** from {entry.get('started', '?')} on {machine} ({hw.get('cpu_count', '?')} cores; "
+        f"{software}), commit `{commit}`; **results**: {made_text}",
     ]
+
+
+_MANIFEST_NOTES = {
+    "with local changes": "*with local changes*: tracked files differed from the commit when the command "
+    "started (for a command run after others, typically the result files those had just written)",
+    "stopped by": "*stopped by* a signal: the command was ended before it finished; the runs it finished "
+    "are kept, and the same command run again resumes after them",
+}
 
 
 def describe_results(results: SummaryResults, manifest_dir: str | os.PathLike | None = None) -> Markdown:
@@ -1363,8 +1379,11 @@ def describe_results(results: SummaryResults, manifest_dir: str | os.PathLike | 
             runs = manifest["runs"]
             plural = "s" if len(runs) != 1 else ""
             lines += ["", f"Made by {len(runs)} command{plural} (`{MANIFEST_NAME}`):", ""]
-            for entry in runs:
-                lines += _manifest_lines(entry)
+            entries = [line for entry in runs for line in _manifest_lines(entry)]
+            lines += entries
+            notes = [note for key, note in _MANIFEST_NOTES.items() if any(key in line for line in entries)]
+            if notes:
+                lines += ["", *notes]
     return Markdown("\n".join(lines))
 
 

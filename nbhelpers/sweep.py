@@ -870,6 +870,8 @@ def sweep(
                 (finished if outcome.ok else failed).append(outcome)
                 if not outcome.ok:
                     tqdm.write(f"failed: {outcome.run.name}: {outcome.message}", file=sys.stderr)
+                elif progress:  # the bar moves only when a run ends: say which, and how long it took
+                    tqdm.write(f"done: {outcome.run.name} in {outcome.seconds:.0f} s", file=sys.stderr)
                 bar.set_postfix(failed=len(failed))
                 bar.update()
     finally:

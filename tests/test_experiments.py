@@ -7,11 +7,13 @@ import json
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from nbhelpers import display
 from nbhelpers import experiments as ex
 from nbhelpers.classifier import BayesClassifier
 from nbhelpers.data import TaskData, load_task
@@ -361,7 +363,10 @@ def test_attack_table_counts_per_attack(tiny_evaluation):
         table.loc["Bayes-optimal", ["gradient: best", "ddn: best"]].sum()
         == tiny_evaluation.reports["bayes"].n_evaluated
     )
-    assert np.isnan(table.loc["CNN", "gradient: flipped"])  # the gradient attack is for Bayes only
+    assert pd.isna(table.loc["CNN", "gradient: flipped"])  # the gradient attack is for Bayes only
+    assert str(table["gradient: flipped"].dtype) == "Int64"  # counts stay integers beside the gap
+    shown = display.table(table).to_string()
+    assert "NaN" not in shown and "<NA>" not in shown and display.MISSING in shown
 
 
 def test_sweeps_reuse_the_base_cnn(tiny_data):

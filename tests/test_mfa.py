@@ -324,6 +324,7 @@ def test_save_load_round_trip(tmp_path, dtype):
     _, x = planted_data(True, n=600)
     model = MFA(3, 12, 2, isotropic=True, dtype=dtype).fit(x, n_iter=2, progress=False)
     path = model.save(tmp_path / "sub" / "model.safetensors")
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by others, like the exported samples
     loaded = MFA.load(path)
     assert (loaded.K, loaded.d, loaded.l, loaded.isotropic, loaded.dtype) == (3, 12, 2, True, dtype)
     assert loaded.history_ == model.history_
