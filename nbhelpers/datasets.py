@@ -31,7 +31,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from nbhelpers.config import cache_dir, get_device, get_profile
-from nbhelpers.data import TaskData, canonical_task, load_task
+from nbhelpers.data import TaskData, canonical_task, load_task, source_label
 from nbhelpers.mfa import MFA
 from nbhelpers.results import code_version, source_version, write_json_atomic
 
@@ -344,8 +344,10 @@ def export_dataset(
     """Export one dataset: ``<out_dir>/<dataset>_<attribute>_<variant>.npz`` plus its models.
 
     The npz holds x_train, y_train, x_test, y_test (float32 in [0, 1], flattened (C, H, W)),
-    image_shape and class_names; the models go to a ``models/`` folder beside it. Sizes default to
-    the profile the models were built with; train and test draw from different seeds.
+    image_shape and class_names, and says where it came from: dataset, attribute, variant, profile, seed
+    and source (the real images the MFAs were fitted to, ``data.source_label``). The models go to a
+    ``models/`` folder beside it. Sizes default to the profile the models were built with; train and test
+    draw from different seeds.
     """
     sizes = get_profile(models.profile).datasets
     pair = models.pair(variant)
@@ -362,6 +364,12 @@ def export_dataset(
         y_test=y_test,
         image_shape=np.array(models.image_shape),
         class_names=np.array(models.class_names),
+        dataset=np.array(models.dataset),
+        attribute=np.array(models.attribute),
+        variant=np.array(variant),
+        profile=np.array(models.profile),
+        seed=np.array(seed),
+        source=np.array(source_label(models.source)),
     )
     save_task_models(models, out_dir / "models" / f"{models.dataset}_{models.attribute}")
     return path

@@ -21,9 +21,11 @@ VARIANTS = ("fitted", "symmetric", "asymmetric")
 
 EPILOG = (
     "Writes OUT/DATASET_ATTRIBUTE_VARIANT.npz (x_train, y_train, x_test, y_test as float32 in [0, 1], "
-    "flattened (C, H, W); image_shape; class_names) and OUT/models/DATASET_ATTRIBUTE/ (the fitted, symmetric "
-    "and asymmetric MFA pairs as safetensors, with meta.json). Models are cached between runs "
-    "($NBHELPERS_CACHE_DIR). Exit status: 0 written, 2 bad input."
+    "flattened (C, H, W); image_shape; class_names; and its provenance: dataset, attribute, variant, "
+    "profile, seed, source) and OUT/models/DATASET_ATTRIBUTE/ (the fitted, symmetric and asymmetric MFA "
+    "pairs as safetensors, read with nbhelpers.mfa.MFA.load; meta.json with the task and each class's EM "
+    "log-likelihood history; geometry.npz with the data mean and the direction of the asymmetric "
+    "outliers). Models are cached between runs ($NBHELPERS_CACHE_DIR). Exit status: 0 written, 2 bad input."
 )
 
 
@@ -38,7 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attribute", help="a CelebA attribute (e.g. Male) or an MNIST pair (e.g. 0_vs_6)")
     parser.add_argument("--all", action="store_true", help="export all 15 tasks (no --dataset/--attribute)")
     parser.add_argument("--variant", default="symmetric", help=f"{', '.join(VARIANTS)} (default: symmetric)")
-    parser.add_argument("--profile", default="quick", help="run profile of the MFA fit: quick or paper")
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        help="run profile of the MFA fit and sizes: quick or paper (default: quick)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fit and of the samples (default: 0)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into (made if needed)")
     parser.add_argument("--n-train", type=int, metavar="N", help="train samples per class (default: profile)")
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tasks = resolve_tasks(args)
         validate(args)
+        import numpy as np
+
         from nbhelpers.datasets import build_task_models, export_dataset  # imports torch: after validation
 
         quiet = args.no_progress or len(tasks) == 1
@@ -106,6 +114,13 @@ def run(args: argparse.Namespace) -> int:
             path = export_dataset(models, args.out, args.variant, args.n_train, args.n_test, seed=args.seed)
             print(path)
             print(path.parent / "models" / f"{models.dataset}_{models.attribute}")
+            with np.load(path) as written:  # what was written, on stderr: stdout lists only the paths
+                per_class = f"{len(written['y_train']) // 2} train and {len(written['y_test']) // 2} test"
+                print(
+                    f"{models.dataset}:{models.attribute}, {args.variant}, profile {args.profile}, seed "
+                    f"{args.seed}: {per_class} samples per class; MFAs fitted to the {written['source']}",
+                    file=sys.stderr,
+                )
     except (ExportError, ValueError) as err:  # ValueError: e.g. cuda requested without a GPU, too few images
         print(f"nbhelpers export-dataset: error: {err}", file=sys.stderr)
         return 2

@@ -174,4 +174,7 @@ def test_cache_key_follows_the_data_not_the_spelling_of_its_folder(tmp_path, mon
     relative = key("data")
     assert key(tmp_path / "data") == relative and key("other/../data") == relative
     assert key("data", seed=1) != relative
-    assert source_label(str(tmp_path / "data")) == "data folder data" and source_label("sample") == "sample"
+    assert (
+        source_label(str(tmp_path / "data")) == "data folder data"
+        and source_label("sample") == "bundled sample"
+    )

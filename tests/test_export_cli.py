@@ -37,6 +37,17 @@ def test_exports_one_task_with_its_models(sample_env, capsys):
     assert 0.0 <= data["x_train"].min() and data["x_train"].max() <= 1.0
     assert np.bincount(data["y_train"]).tolist() == [6, 6] and np.bincount(data["y_test"]).tolist() == [3, 3]
     assert data["image_shape"].tolist() == [1, 28, 28] and data["class_names"].tolist() == ["0", "6"]
+    provenance = {
+        key: data[key].item() for key in ("dataset", "attribute", "variant", "profile", "seed", "source")
+    }
+    assert provenance == {
+        "dataset": "mnist",
+        "attribute": "0_vs_6",
+        "variant": "symmetric",
+        "profile": "quick",
+        "seed": 0,
+        "source": "bundled sample",
+    }
 
     # the released models are the generating ones: the symmetric pair has sigma = 0.01 everywhere
     models = load_task_models(models_dir, device="cpu")
