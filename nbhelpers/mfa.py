@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from nbhelpers.config import get_device
-from nbhelpers.progress import tqdm
+from nbhelpers.progress import finish_early, tqdm
 
 __all__ = ["MFA", "DensityTerms", "VALID_INITS", "CHUNK_BYTES", "CPU_CHUNK_BYTES"]
 
@@ -491,6 +491,7 @@ class MFA(torch.nn.Module):
                     break
                 self._m_step(stats, min_variance, min_mass, iteration)
                 bar.update()
+            finish_early(bar)  # converged before n_iter
         return self
 
     def _initialise(self, x: np.ndarray, init: str, seed: int, min_variance: float) -> None:

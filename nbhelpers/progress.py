@@ -14,6 +14,25 @@ TEXT_PROGRESS_ENV = "NBHELPERS_TEXT_PROGRESS"
 if os.environ.get(TEXT_PROGRESS_ENV, "").strip() not in ("", "0"):
     from tqdm.std import tqdm
 else:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm as _auto_tqdm
 
-__all__ = ["TEXT_PROGRESS_ENV", "tqdm"]
+    class tqdm(_auto_tqdm):  # type: ignore[no-redef]
+        """tqdm.auto's bar, drawn once more as it closes: a notebook widget that closes between two
+        redraws would otherwise keep its previous text (e.g. "98% 94/96") in the saved notebook."""
+
+        def close(self) -> None:
+            if not self.disable:
+                self.refresh()
+            super().close()
+
+
+def finish_early(bar: tqdm) -> None:
+    """Mark a bar whose loop ended before its total (it converged, every sample was decided) as complete:
+    a notebook widget closed short of its total turns red, as if the loop had failed."""
+    done = bar.n
+    if bar.total is not None and done < bar.total:
+        bar.reset(total=done)
+        bar.update(done)
+
+
+__all__ = ["TEXT_PROGRESS_ENV", "finish_early", "tqdm"]

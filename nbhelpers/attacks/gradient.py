@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 
 from nbhelpers.classifier import BayesClassifier
-from nbhelpers.progress import tqdm
+from nbhelpers.progress import finish_early, tqdm
 
 
 @dataclass
@@ -173,12 +173,12 @@ class L2ComponentGradientAttack:
         low, high = self.bounds
 
         bar = tqdm(
-            range(self.max_steps + 1),
+            total=self.max_steps + 1,
             desc=f"gradient attack {start + b}/{total}",
             disable=not progress,
             leave=False,
         )
-        for step in bar:
+        for step in range(self.max_steps + 1):
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
@@ -214,6 +214,8 @@ class L2ComponentGradientAttack:
             cur[move] = (xa[keep] + self.step_size * grad[keep] / norm[keep, None]).clamp(low, high)
             steps[move] += 1
             bar.set_postfix(active=int(move.numel()), refresh=False)
+            bar.update()
+        finish_early(bar)  # every row decided before max_steps: done, not failed
         bar.close()
 
         hi = self._bisect(model, prev, cur, rows_y, flipped)
