@@ -515,7 +515,8 @@ def stale_reason(run: Run, code_version: str, keep_finished: bool = False) -> st
 def _failure_message(err: Exception) -> str:
     ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
     if ename is not None:  # PapermillExecutionError / NotebookRunError: the notebook's own exception
-        return f"{ename}: {evalue} (cell In [{getattr(err, 'exec_count', '?')}])"
+        count = getattr(err, "exec_count", "?")
+        return f"{ename}: {evalue}" + (f" (cell In [{count}])" if count not in ("?", None) else "")
     return f"{type(err).__name__}: {err}"
 
 
@@ -593,7 +594,20 @@ def _execute_python(run: Run, stdout: TextIO, stderr: TextIO) -> None:
                 if output.get("output_type") == "error":
                     count = cell.get("execution_count", "?")
                     raise NotebookRunError(output["ename"], output["evalue"], count)
-    raise NotebookRunError("NotebookProcessError", f"the notebook process exited with status {status}")
+    stderr.flush()
+    last = _last_line(run.stderr_log)
+    reason = f": {last}" if last else ""
+    message = f"the notebook process exited with status {status}{reason}"
+    raise NotebookRunError("NotebookProcessError", message)
+
+
+def _last_line(path: Path) -> str:
+    """The last non-blank line of a log (the runner's own error message, when it failed before any cell)."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
 
 
 def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
@@ -605,11 +619,11 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
     run.out_dir.mkdir(parents=True, exist_ok=True)
     run.stamp_path.unlink(missing_ok=True)
     shutil.rmtree(run.staging_dir, ignore_errors=True)  # leftovers of a killed attempt
-    notebook_sha = _sha256(run.notebook)
-    source_version = results.notebook_source_version(run.notebook)
     for log in (run.stdout_log, run.stderr_log):
         log.write_text("")
     try:
+        notebook_sha = _sha256(run.notebook)
+        source_version = results.notebook_source_version(run.notebook)
         redirect = _process_output_to(run.stdout_log, run.stderr_log) if own_process else nullcontext()
         # Append mode: the kernel's own output may share these files.
         with (

@@ -319,6 +319,32 @@ def test_failing_runs_are_reported_after_the_others_finish(book, capsys):
     assert assert_complete_files(book.parent / "results") == {smiling.name, f"{smiling.name}.done"}
 
 
+def test_python_engine_names_why_the_runner_stopped_before_any_cell(book, tmp_path, monkeypatch):
+    (run,) = sweep.plan_sweep(
+        tasks=["celeba:Smiling"],
+        book_dir=book,
+        results_dir=book.parent / "results",
+        tasks_for=probe_tasks,
+        engine="python",
+    ).runs
+    # a runner that stops before any cell, as it does for a notebook it cannot read
+    fake = tmp_path / "python"
+    message = "nbhelpers.notebook_runner: error: cannot read notebook x"
+    fake.write_text(f"#!/bin/sh\necho '{message}' >&2\nexit 2\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sweep.sys, "executable", str(fake))
+    outcome = sweep.execute_run(run)
+    assert not outcome.ok and not run.result_path.exists()
+    assert outcome.message == (
+        "NotebookProcessError: the notebook process exited with status 2: "
+        "nbhelpers.notebook_runner: error: cannot read notebook x"
+    )
+    # a notebook that became unreadable after planning fails its run instead of the sweep
+    run.notebook.write_text("not a notebook")
+    outcome = sweep.execute_run(run)
+    assert not outcome.ok and "JSONDecodeError" in outcome.message
+
+
 def test_python_engine_runs_without_jupyter_and_reports_failures(book, capsys, monkeypatch):
     # Hide papermill: "auto" must fall back to the python engine, "papermill" must say what to install.
     real_find_spec = sweep.importlib.util.find_spec
