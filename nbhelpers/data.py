@@ -14,6 +14,7 @@ code (gans-n-gmms) did.
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import hashlib
 import os
@@ -127,7 +128,9 @@ def canonical_task(dataset: str, attribute: str) -> tuple[str, str]:
         by_key = {a.lower(): a for a in CELEBA_ATTRIBUTES}
         found = by_key.get(re.sub(r"[\s\-]+", "_", attribute.strip()).lower())
         if found is None:
-            raise ValueError(f"unknown CelebA attribute {attribute!r}: {_valid_attributes(name)}")
+            close = difflib.get_close_matches(attribute.strip(), CELEBA_ATTRIBUTES, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown CelebA attribute {attribute!r}{hint}: {_valid_attributes(name)}")
         return name, found
     match = re.fullmatch(r"(\d)(?:vs|v)?(\d)", re.sub(r"[\s_\-]+", "", attribute.lower()))
     pair = f"{match.group(1)}_vs_{match.group(2)}" if match else None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import hashlib
 import importlib.util
 import json
@@ -309,8 +310,12 @@ def resolve_tasks(
         task = known.get(spec.lower())
         if task is None:
             valid = ", ".join(f"{d}:{a}" for d, a in sorted(set(known.values())))
+            # compare attributes within the dataset named: "celeba:" alone would make every task look close
+            same = {a.lower(): f"{d}:{a}" for d, a in known.values() if d.lower() == parts[0].lower()}
+            close = difflib.get_close_matches(parts[1].lower(), list(same), n=1, cutoff=0.6)
+            hint = f" (did you mean {same[close[0]]!r}?)" if close else ""
             raise SweepError(
-                f"unknown task {spec!r} for chapters {', '.join(chapters)}: valid tasks are {valid}"
+                f"unknown task {spec!r}{hint} for chapters {', '.join(chapters)}: valid tasks are {valid}"
             )
         if task not in wanted:
             wanted.append(task)

@@ -95,6 +95,16 @@ def test_unknown_mnist_pair_lists_valid_ones(attribute):
         canonical_task("mnist", attribute)
 
 
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("Smilin", "Smiling"), ("eyeglass", "Eyeglasses"), ("No_Beards", "No_Beard")]
+)
+def test_a_misspelt_celeba_attribute_gets_a_suggestion(typo, meant):
+    with pytest.raises(
+        ValueError, match=f"unknown CelebA attribute '{typo}' \\(did you mean '{meant}'\\?\\)"
+    ):
+        canonical_task("celeba", typo)
+
+
 def test_reversed_mnist_pair_suggests_the_right_order():
     with pytest.raises(ValueError, match="did you mean '0_vs_6'"):
         canonical_task("mnist", "6_vs_0")

@@ -570,6 +570,7 @@ def _free_port() -> int:
             ["--tasks", "celeba:Nope"],
             "unknown task 'celeba:Nope' for chapters 90_probe: valid tasks are celeba:Fail, celeba:Slow",
         ),
+        (["--tasks", "celeba:Slo"], "unknown task 'celeba:Slo' (did you mean 'celeba:Slow'?) for chapters"),
         (["--tasks", "Smiling"], "malformed task 'Smiling': write dataset:attribute"),
         (["--tasks", "all", "celeba:Smiling"], "--tasks all cannot be mixed with named tasks"),
         (["--profile", "huge"], "unknown profile 'huge': valid profiles are 'quick', 'paper'"),
