@@ -192,6 +192,12 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     return path
 
 
+#: Set (to anything but "" or "0") by the sweep for the chapters it runs: ``save_result`` then keeps the run's
+#: checkpoints, and the sweep deletes them once the result has left its staging folder, so that a sweep
+#: killed in between resumes from them instead of from nothing.
+KEEP_CHECKPOINTS_ENV = "NBHELPERS_KEEP_CHECKPOINTS"
+
+
 def run_checkpoints_dir(chapter: str, dataset: str, attribute: str, profile: str, seed: int) -> Path:
     """Where one chapter run keeps its finished steps (``nbhelpers.checkpoints``) until its result is saved:
     ``<checkpoints_dir()>/<chapter>__<dataset>__<attribute>__<profile>__seed<seed>``."""
@@ -209,7 +215,8 @@ def save_result(
     **extra: Any,
 ) -> Path:
     """Save one run's metrics with the parameters and code version that produced them, then delete the
-    run's checkpoints (``run_checkpoints_dir``): the result now holds what they were kept for."""
+    run's checkpoints (``run_checkpoints_dir``): the result now holds what they were kept for (unless
+    ``$NBHELPERS_KEEP_CHECKPOINTS`` says that a sweep will, see :data:`KEEP_CHECKPOINTS_ENV`)."""
     payload = {
         "schema": SCHEMA_VERSION,
         "chapter": chapter,
@@ -223,7 +230,8 @@ def save_result(
         **extra,
     }
     path = write_json_atomic(result_path(chapter, dataset, attribute, profile, seed, results_dir), payload)
-    shutil.rmtree(run_checkpoints_dir(chapter, dataset, attribute, profile, seed), ignore_errors=True)
+    if os.environ.get(KEEP_CHECKPOINTS_ENV, "").strip() in ("", "0"):
+        shutil.rmtree(run_checkpoints_dir(chapter, dataset, attribute, profile, seed), ignore_errors=True)
     return path
 
 

@@ -550,7 +550,7 @@ def _process_output_to(stdout_path: Path, stderr_path: Path) -> Iterator[None]:
 
 # What a run's notebook sees besides the caller's environment (the caller's own settings win): text
 # progress bars, so that the run's .stderr.log shows how far it is, updated at most once a minute.
-RUN_ENVIRONMENT = {TEXT_PROGRESS_ENV: "1", "TQDM_MININTERVAL": "60"}
+RUN_ENVIRONMENT = {TEXT_PROGRESS_ENV: "1", "TQDM_MININTERVAL": "60", results.KEEP_CHECKPOINTS_ENV: "1"}
 
 
 @contextmanager
@@ -691,6 +691,9 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
         },
     )
     _remove_staging(run)
+    # The result is in place: the checkpoints the chapter kept (results.KEEP_CHECKPOINTS_ENV) can go.
+    checkpoints = results.run_checkpoints_dir(run.chapter, run.dataset, run.attribute, run.profile, run.seed)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     return RunOutcome(run, ok=True, seconds=seconds)
 
 

@@ -38,6 +38,18 @@ def test_save_result_names_the_file_from_its_parameters(tmp_path):
     assert (loaded["attribute"], loaded["seed"]) == ("Smiling", 2)
 
 
+def test_save_result_deletes_the_runs_checkpoints_unless_a_sweep_keeps_them(tmp_path, monkeypatch):
+    keys = ("04_learned_classifiers", "celeba", "Male", "quick", 0)
+    folder = results.run_checkpoints_dir(*keys)
+    folder.mkdir(parents=True)
+    monkeypatch.setenv(results.KEEP_CHECKPOINTS_ENV, "1")
+    save_result(*keys, {}, tmp_path)
+    assert folder.is_dir()  # the sweep deletes them once the result has left its staging folder
+    monkeypatch.setenv(results.KEEP_CHECKPOINTS_ENV, "0")
+    save_result(*keys, {}, tmp_path)
+    assert not folder.exists()
+
+
 def test_source_modules_follow_imports_only():
     modules = results.source_modules("nbhelpers.datasets")
     assert {"nbhelpers", "nbhelpers.datasets", "nbhelpers.mfa", "nbhelpers.data", "nbhelpers.config"} <= set(

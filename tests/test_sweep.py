@@ -197,6 +197,18 @@ def test_stale_reason_names_what_changed(finished, tmp_path):
     assert sweep.stale_reason(run, current) == "no result yet"
 
 
+def test_the_sweep_deletes_a_runs_checkpoints_only_once_its_result_is_in_place(book):
+    done, failed = (
+        results.run_checkpoints_dir("90_probe", "celeba", a, "quick", 0) for a in ("Smiling", "Fail")
+    )
+    for folder in (done, failed):
+        folder.mkdir(parents=True)
+        (folder / "step.pt").write_bytes(b"kept")
+    assert sweep.main(options(book, "--tasks", "celeba:Smiling", "celeba:Fail"), tasks_for=probe_tasks) == 1
+    assert result_file(book, "celeba", "Smiling").exists() and not done.exists()
+    assert (failed / "step.pt").read_bytes() == b"kept"  # a failed run resumes from its checkpoints
+
+
 def test_switching_the_data_folder_reruns(finished, tmp_path, monkeypatch):
     base = Path(shutil.copytree(finished["book"].parent, tmp_path / "copy"))
 
