@@ -122,8 +122,8 @@ PROFILES: dict[str, Profile] = {
             cnn_epochs=6,
             svm_max_train=1000,
             train_sizes=(1000, 4000),
-            cnn_widths=(4, 16),
-            cnn_depths=(2, 6),
+            cnn_widths=(4, 8, 16),  # 8 and 4 below: the base CNN, a point of each line at no cost
+            cnn_depths=(2, 4, 6),
             trades_betas=(0.0, 2.0, 10.0),
             trades_steps=3,
         ),
