@@ -358,6 +358,70 @@ def paper_table(symmetric: BayesEvaluation, asymmetric: BayesEvaluation) -> pd.D
     return table
 
 
+def fitted_noise_std(models: TaskModels) -> float:
+    """The median over both classes' fitted components of each one's median per-pixel noise std."""
+    medians = [torch.exp(0.5 * mfa.log_D).double().median(dim=1).values.cpu() for mfa in models.fitted]
+    return float(torch.cat(medians).median())
+
+
+def asymmetric_noise_study(
+    models: TaskModels,
+    sigmas: Sequence[float | None],
+    n_attack: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    gradient_step: float | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """How the asymmetric dataset's fragility depends on how thin its components are (Lemma 1).
+
+    For each of ``sigmas`` the asymmetric pair is rebuilt from the fitted pair with every component's
+    noise std set to sigma (``datasets.make_symmetric``; None keeps the fitted noise: the chapter's own
+    asymmetric pair), the same outliers added (``datasets.make_asymmetric``), and its Bayes-optimal
+    classifier attacked with the gradient attack on ``n_attack`` fresh samples (seed ``seed``).
+
+    Returns one row per sigma: "noise" ("fitted" or "set"), "noise std" (sigma, or
+    :func:`fitted_noise_std`), clean accuracy, mean and median L2 over the evaluated samples, their count,
+    "outlier share" (the share of them whose adversarial the other class's outlier holds: Lemma 1's route)
+    and the seconds the attack took.
+    """
+    from dataclasses import replace
+
+    from nbhelpers.datasets import make_asymmetric, make_symmetric
+
+    if not sigmas:
+        raise ValueError("sigmas is empty: give noise stds (e.g. 0.01) and/or None for the fitted noise")
+    for sigma in sigmas:
+        if sigma is not None and (isinstance(sigma, bool) or not (math.isfinite(sigma) and sigma > 0)):
+            raise ValueError(
+                f"each sigma must be a positive noise std or None (the fitted noise), got {sigma!r}"
+            )
+    rows = []
+    for sigma in sigmas:
+        pair = models.fitted if sigma is None else tuple(make_symmetric(mfa, sigma) for mfa in models.fitted)
+        asymmetric = make_asymmetric(
+            pair, models.data_mean, models.outlier_direction, models.outlier_step, models.outlier_weight
+        )
+        variant = replace(models, asymmetric=asymmetric)
+        evaluation = evaluate_bayes(
+            variant, "asymmetric", n_attack, ["gradient"], seed, device, gradient_step, progress, resume=False
+        )
+        report = evaluation.report
+        rows.append(
+            {
+                "noise": "fitted" if sigma is None else "set",
+                "noise std": fitted_noise_std(models) if sigma is None else float(sigma),
+                "clean accuracy": report.clean_accuracy,
+                "mean L2": report.mean_l2,
+                "median L2": report.median_l2,
+                "evaluated": report.n_evaluated,
+                "outlier share": evaluation.outlier_share(),
+                "seconds": evaluation.seconds,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def noise_table(models: TaskModels) -> pd.DataFrame:
     """The noise standard deviations behind the two variants, per class: the fitted models' learned
     diagonal noise (min, median, max over components and pixels), the symmetric sigma and the outlier's."""

@@ -207,3 +207,20 @@ def test_real_mnist_models(tmp_path, monkeypatch):
     assert sym.report.mean_l2 > 3 * asym.report.mean_l2
     assert asym.outlier_share() >= 0.5
     assert rb.sandwich_violations(sym) == 0
+
+
+def test_thinner_components_make_the_asymmetric_pair_more_fragile():
+    # Lemma 1: the outlier's broad Gaussian beats thin components of the other class with a small push
+    models = toy_models()  # fitted noise 0.01, outliers 0.5
+    table = rb.asymmetric_noise_study(models, [None, 0.05, 0.001], 32, device="cpu", progress=False)
+    assert table["noise"].tolist() == ["fitted", "set", "set"]
+    assert table["noise std"].tolist() == pytest.approx([0.01, 0.05, 0.001])
+    own = rb.evaluate_bayes(models, "asymmetric", 32, ["gradient"], 0, "cpu", progress=False, resume=False)
+    assert table.loc[0, "mean L2"] == pytest.approx(own.report.mean_l2)  # None: the chapter's own pair
+    l2 = table["mean L2"].tolist()
+    assert l2[1] > 2 * l2[0] and l2[0] > 2 * l2[2]  # ordered by the noise std: 0.45, 0.15, 0.05
+    assert (table["outlier share"] == 1.0).all() and (table["evaluated"] >= 30).all()
+    with pytest.raises(ValueError, match="positive noise std or None"):
+        rb.asymmetric_noise_study(models, [0.0], 4, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="sigmas is empty"):
+        rb.asymmetric_noise_study(models, [], 4, device="cpu", progress=False)
