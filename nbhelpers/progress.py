@@ -30,9 +30,13 @@ def finish_early(bar: tqdm) -> None:
     """Mark a bar whose loop ended before its total (it converged, every sample was decided) as complete:
     a notebook widget closed short of its total turns red, as if the loop had failed."""
     done = bar.n
-    if bar.total is not None and done < bar.total:
-        bar.reset(total=done)
-        bar.update(done)
+    if bar.total is None or done >= bar.total:
+        return
+    bar.total = done
+    widgets = getattr(getattr(bar, "container", None), "children", None)
+    if widgets:  # a notebook bar: (label, bar, text) widgets; the bar keeps its own maximum
+        widgets[1].max = done
+    bar.refresh()
 
 
 __all__ = ["TEXT_PROGRESS_ENV", "finish_early", "tqdm"]

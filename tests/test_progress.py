@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from nbhelpers.progress import finish_early, tqdm
 
 
@@ -26,3 +28,15 @@ def test_finish_early_leaves_a_full_or_disabled_bar_alone():
     off = tqdm(total=5, disable=True)
     finish_early(off)
     assert off.n == 0
+
+
+def test_finish_early_ends_a_notebook_bar_green():
+    pytest.importorskip("ipywidgets")
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    bar = notebook_tqdm(total=10)
+    bar.update(4)
+    finish_early(bar)
+    bar.close()
+    _, widget, _ = bar.container.children
+    assert (widget.max, widget.value, widget.bar_style) == (4, 4, "success")  # not "danger" at 40%
