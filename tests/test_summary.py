@@ -634,3 +634,37 @@ def test_table3_drops_sets_each_attributes_cnn_records_beside_the_paper(tmp_path
     empty = summary.plot_table3_drops(summary.table3_drops(tmp_path / "none"))
     assert "no Table 3 records" in empty.axes[0].texts[0].get_text()
     plt.close(empty)
+
+
+def test_asymmetric_noise_records_become_one_table_and_a_figure(tmp_path):
+    assert summary.asymmetric_noise_table(tmp_path).empty
+    assert isinstance(summary.plot_asymmetric_noise(summary.asymmetric_noise_table(tmp_path)), Figure)
+
+    def row(noise: str, std: float, l2: float, share: float) -> dict:
+        return {
+            "noise": noise,
+            "noise std": std,
+            "clean accuracy": 1.0,
+            "mean L2": l2,
+            "outlier share": share,
+            "evaluated": 100,
+            "seconds": 1.0,
+        }
+
+    male = {
+        "dataset": "celeba",
+        "attribute": "Male",
+        "rows": [row("set", 0.002, 0.55, 1.0), row("fitted", 0.12, 2.7, 0.05)],
+    }
+    digits = {"dataset": "mnist", "attribute": "0_vs_6", "rows": [row("fitted", 0.01, 0.6, 0.9)]}
+    (tmp_path / "celeba__Male.json").write_text(json.dumps(male))
+    (tmp_path / "mnist__0_vs_6.json").write_text(json.dumps(digits))
+    table = summary.asymmetric_noise_table(tmp_path)
+    assert table["task"].tolist() == ["CelebA / Male", "CelebA / Male", "MNIST / 0 vs 6"]
+    assert table["noise"].tolist() == ["fitted", "set", "fitted"]  # the largest noise first
+    assert table["paper: mean L2"].tolist() == [0.9, 0.9, 0.5]  # Figures 4 and 12
+    assert table.loc[1, "mean L2"] == 0.55 and table.loc[0, "outlier share"] == 0.05
+    fig = summary.plot_asymmetric_noise(table)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and len(ax.get_legend().get_texts()) == 4  # ours and paper per task
+    plt.close(fig)
