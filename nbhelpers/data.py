@@ -440,7 +440,9 @@ def _resolve_folder(data_dir: str | os.PathLike | None) -> tuple[Path, str]:
 def source_label(source: str) -> str:
     """A ``TaskData.source`` for display and result files: "bundled sample", or "data folder NAME" with the
     folder's name only (a printed or recorded path would name the machine's folders)."""
-    return "bundled sample" if source == "sample" else f"data folder {Path(source).name}"
+    if source in ("sample", "bundled sample") or source.startswith("data folder "):
+        return "bundled sample" if source == "sample" else source  # already a label
+    return f"data folder {Path(source).name}"
 
 
 def _how_to_provide(what: str) -> str:

@@ -299,8 +299,11 @@ def _publish(models: TaskModels, folder: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save_task_models(models: TaskModels, folder: str | os.PathLike) -> Path:
-    """Write every model (safetensors), the outlier geometry (npz) and a meta.json into ``folder``."""
+def save_task_models(models: TaskModels, folder: str | os.PathLike, portable: bool = False) -> Path:
+    """Write every model (safetensors), the outlier geometry (npz) and a meta.json into ``folder``.
+
+    ``portable``: meta.json names the data source by its label only (``data.source_label``), not by its
+    folder's path: for files that leave this machine (exports)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for variant in VARIANTS:
@@ -324,6 +327,8 @@ def save_task_models(models: TaskModels, folder: str | os.PathLike) -> Path:
         )
     }
     meta["code_version"] = code_version()
+    if portable:
+        meta["source"] = source_label(models.source)
     write_json_atomic(folder / "meta.json", meta)  # written last: its presence marks a complete folder
     return folder
 
@@ -371,7 +376,7 @@ def export_dataset(
         seed=np.array(seed),
         source=np.array(source_label(models.source)),
     )
-    save_task_models(models, out_dir / "models" / f"{models.dataset}_{models.attribute}")
+    save_task_models(models, out_dir / "models" / f"{models.dataset}_{models.attribute}", portable=True)
     return path
 
 

@@ -48,8 +48,9 @@ from nbhelpers.models import (
     search_gamma,
 )
 from nbhelpers.models.training import resolve_device
+from nbhelpers.paper_values import adversarial_accuracy
 from nbhelpers.progress import tqdm
-from nbhelpers.report import PIXEL_BINS, RobustnessReport, adversarial_accuracy, report_from_attacks
+from nbhelpers.report import PIXEL_BINS, RobustnessReport, report_from_attacks
 
 #: The paper's five real-data attributes (section 3, appendix D.4); chapter 5 accepts only these.
 REAL_ATTRIBUTES: tuple[str, ...] = REAL_DATA_ATTRIBUTES
@@ -869,7 +870,7 @@ def compare_reports(reports: Mapping[str, RobustnessReport]) -> pd.DataFrame:
 
     "adv. acc. %" is the share of attacked samples still correct after the attack (ours);
     "adv. acc., paper's reading %" counts misclassified samples as flipped to correct, which is how the
-    paper's brackets in Tables 1-2 add up (``report.adversarial_accuracy``): 100 - clean + ours.
+    paper's brackets in Tables 1-2 add up (``paper_values.adversarial_accuracy``): 100 - clean + ours.
     """
     rows = []
     for name, rep in reports.items():

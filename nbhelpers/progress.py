@@ -30,7 +30,7 @@ def finish_early(bar: tqdm) -> None:
     """Mark a bar whose loop ended before its total (it converged, every sample was decided) as complete:
     a notebook widget closed short of its total turns red, as if the loop had failed."""
     done = bar.n
-    if bar.total is None or done >= bar.total:
+    if bar.disable or bar.total is None or done >= bar.total:
         return
     bar.total = done
     widgets = getattr(getattr(bar, "container", None), "children", None)

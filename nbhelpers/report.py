@@ -26,24 +26,6 @@ import torch
 
 from nbhelpers.attacks.evaluate import AttackResult
 
-#: How an adversarial accuracy is counted (``adversarial_accuracy``): the paper's brackets or ours.
-CONVENTIONS = ("paper", "strict")
-
-
-def adversarial_accuracy(clean: float, strict: float, convention: str = "paper") -> float:
-    """The adversarial accuracy of a report in one of two conventions.
-
-    "strict" is the report's own number: the share of samples that are correctly classified and that no
-    attack flipped. "paper" is the accuracy on the attacked inputs when the attack flips every prediction
-    it can: the misclassified samples (share ``1 - clean``) then turn correct, so it is
-    ``strict + 1 - clean``. Every CNN and linear SVM entry of the paper's Tables 1 and 2 fits it (clean plus
-    bracket is 100%).
-    """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}: valid conventions are {', '.join(CONVENTIONS)}")
-    return strict if convention == "strict" else strict + 1.0 - clean
-
-
 # histogram bins of the pixel changes on the 0-255 scale: one per intensity level
 PIXEL_BINS = np.arange(0, 257, dtype=float)
 PERCEPTIBLE_LEVELS = 5.0

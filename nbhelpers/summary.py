@@ -56,7 +56,7 @@ from nbhelpers.config import get_profile, project_root
 from nbhelpers.config import results_dir as default_results_dir
 from nbhelpers.data import REAL_DATA_ATTRIBUTES, TASKS
 from nbhelpers.display import Markdown
-from nbhelpers.report import CONVENTIONS, adversarial_accuracy  # noqa: F401 (part of the summary API)
+from nbhelpers.paper_values import CONVENTIONS, adversarial_accuracy  # noqa: F401 (part of the summary API)
 from nbhelpers.results import code_version, load_results, write_json_atomic
 
 MANIFEST_NAME = "manifest.json"

@@ -358,7 +358,7 @@ def parse_params(specs: Sequence[str] | None) -> dict[str, Any]:
                 f"parameter {spec!r}: a {type(value).__name__} cannot be passed to a notebook; use a number, "
                 "string, bool, None, list or dict"
             ) from None
-        if name == "data_dir" and isinstance(value, str):
+        if name == "data_dir" and isinstance(value, str) and value.strip():
             value = os.path.abspath(value)  # the chapters run inside the book folder
         params[name] = value
     return params
@@ -379,9 +379,26 @@ def absolute_folder_environment() -> None:
 
 def data_source(params: dict[str, Any]) -> str:
     """The data a chapter given ``params`` reads: its ``data_dir`` parameter, else ``$NBHELPERS_DATA_DIR``,
-    else the bundled sample (recorded in each run's stamp, so that switching data re-runs it)."""
+    else the bundled sample. Recorded in each run's stamp, so that switching data re-runs it: a folder is
+    described by its name and the names and sizes of what it holds (not its path, which names the machine's
+    folders and differs between machines holding the same data)."""
     folder = params.get("data_dir") or os.environ.get(DATA_DIR_ENV)
-    return str(Path(folder).resolve()) if folder else BUNDLED_SAMPLE
+    if not folder:
+        return BUNDLED_SAMPLE
+    path = Path(folder)
+    try:
+        entries = sorted(path.iterdir(), key=lambda entry: entry.name)
+    except OSError:
+        return f"data folder {path.name} (unreadable)"
+    parts = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            parts.append(f"{entry.name}/ ({sum(1 for _ in entry.iterdir())} entries)")
+        elif entry.is_file():
+            parts.append(f"{entry.name} ({entry.stat().st_size} bytes)")
+    return f"data folder {path.name}: {', '.join(parts) or 'empty'}"
 
 
 ChapterParams = tuple[tuple[str, Any], ...]  # (name, value) pairs, sorted by name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,8 @@ def test_exports_one_task_with_its_models(sample_env, capsys):
     }
 
     # the released models are the generating ones: the symmetric pair has sigma = 0.01 everywhere
+    meta = json.loads((models_dir / "meta.json").read_text())
+    assert meta["source"] == "bundled sample"  # an export names no folder of this machine
     models = load_task_models(models_dir, device="cpu")
     for mfa in models.symmetric:
         assert torch.allclose(mfa.log_D.exp(), torch.full_like(mfa.log_D, SYMMETRIC_SIGMA**2))

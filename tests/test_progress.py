@@ -27,7 +27,7 @@ def test_finish_early_leaves_a_full_or_disabled_bar_alone():
     assert (full.n, full.total) == (3, 3)
     off = tqdm(total=5, disable=True)
     finish_early(off)
-    assert off.n == 0
+    assert (off.n, off.total) == (0, 5)
 
 
 def test_finish_early_ends_a_notebook_bar_green():

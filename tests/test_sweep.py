@@ -228,11 +228,16 @@ def test_switching_the_data_folder_reruns(finished, tmp_path, monkeypatch):
     assert stamp["data"] == run.data == sweep.data_source({})
     assert sweep.stale_reason(run, current) is None
     full = tmp_path / "full data"
+    (full / "img_align_celeba").mkdir(parents=True)
+    (full / "mnist.npz").write_bytes(b"abc")
     monkeypatch.setenv("NBHELPERS_DATA_DIR", str(full))
     moved = planned_run()
-    assert moved.data == str(full.resolve())
-    assert sweep.stale_reason(moved, current) == f"data changed ({stamp['data']} -> {full.resolve()})"
+    # named by what it holds, not by its path (which differs between machines holding the same data)
+    assert moved.data == "data folder full data: img_align_celeba/ (0 entries), mnist.npz (3 bytes)"
+    assert sweep.stale_reason(moved, current) == f"data changed ({stamp['data']} -> {moved.data})"
     assert sweep.stale_reason(moved, current, keep_finished=True) is None
+    (full / "mnist.npz").write_bytes(b"abcd")  # other data in the same folder
+    assert planned_run().data.endswith("mnist.npz (4 bytes)")
     monkeypatch.delenv("NBHELPERS_DATA_DIR")
     assert planned_run().data == sweep.BUNDLED_SAMPLE
     # A stamp written before the data source was recorded is kept.
@@ -252,6 +257,7 @@ def test_relative_folders_are_made_absolute_before_the_runs_start(tmp_path, monk
     assert os.environ["NBHELPERS_CHECKPOINTS_DIR"] == str(tmp_path / "rel" / "nbhelpers_checkpoints_dir")
     assert os.environ["NBHELPERS_RESULTS_DIR"] == str(tmp_path / "already absolute")
     assert sweep.parse_params(["data_dir=data/celeba"]) == {"data_dir": str(tmp_path / "data" / "celeba")}
+    assert sweep.parse_params(["data_dir="]) == {"data_dir": ""}  # empty: $NBHELPERS_DATA_DIR or the sample
 
 
 def test_param_reaches_the_notebook_and_a_new_value_reruns(finished, tmp_path, capsys):

@@ -181,6 +181,7 @@ class L2ComponentGradientAttack:
         for step in range(self.max_steps + 1):
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
+                finish_early(bar)  # every row decided before max_steps: done, not failed
                 break
             xa = cur[active]
             with torch.no_grad():
@@ -215,7 +216,6 @@ class L2ComponentGradientAttack:
             steps[move] += 1
             bar.set_postfix(active=int(move.numel()), refresh=False)
             bar.update()
-        finish_early(bar)  # every row decided before max_steps: done, not failed
         bar.close()
 
         hi = self._bisect(model, prev, cur, rows_y, flipped)
