@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -58,6 +60,25 @@ def test_gradient_attack_hits_the_isotropic_boundary():
         assert ratio.max() < 1 + 0.05 / 2**12 / exact.min() + 1e-5
         assert (model.predict(out.x_adv) != y).all()
         assert (out.target == 0).all()  # the other class's only component
+
+
+def test_gradient_attack_bar_is_complete_only_when_every_row_was_decided(monkeypatch):
+    from tqdm.std import tqdm as text_tqdm
+
+    bars = []
+
+    class Recorded(text_tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "file": io.StringIO()})
+            bars.append(self)
+
+    monkeypatch.setattr("nbhelpers.attacks.gradient.tqdm", Recorded)
+    model, x, y, _ = isotropic_pair()
+    L2ComponentGradientAttack()(model, x, y, progress=True)  # every row flips within a few steps
+    assert bars[-1].n == bars[-1].total < 401  # ended early, shown complete
+    capped = L2ComponentGradientAttack(step_size=1e-4, max_steps=3)(model, x, y, progress=True)
+    assert not capped.success.any()
+    assert (bars[-1].n, bars[-1].total) == (3, 4)  # stopped by the step cap: not shown as done
 
 
 def test_gradient_attack_on_unequal_covariances():
