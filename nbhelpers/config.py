@@ -214,6 +214,11 @@ def checkpoints_dir() -> Path:
     return Path(env) if env else cache_dir() / "checkpoints"
 
 
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to anything but "" or "0"."""
+    return os.environ.get(name, "").strip() not in ("", "0")
+
+
 def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     """The user's data folder: ``explicit`` if given, else ``$NBHELPERS_DATA_DIR``, else None (sample)."""
     if explicit:

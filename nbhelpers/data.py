@@ -437,11 +437,14 @@ def _resolve_folder(data_dir: str | os.PathLike | None) -> tuple[Path, str]:
     return folder, str(folder)
 
 
+BUNDLED_SAMPLE = "bundled sample"  # how results and stamps name the sample shipped with the package
+
+
 def source_label(source: str) -> str:
     """A ``TaskData.source`` for display and result files: "bundled sample", or "data folder NAME" with the
     folder's name only (a printed or recorded path would name the machine's folders)."""
-    if source in ("sample", "bundled sample") or source.startswith("data folder "):
-        return "bundled sample" if source == "sample" else source  # already a label
+    if source in ("sample", BUNDLED_SAMPLE) or source.startswith("data folder "):
+        return BUNDLED_SAMPLE if source == "sample" else source  # already a label
     return f"data folder {Path(source).name}"
 
 

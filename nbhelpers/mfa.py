@@ -386,15 +386,18 @@ class MFA(torch.nn.Module):
         parts = [self._chunk_terms(xc, terms)[0] for xc in x.split(self._rows_per_chunk())]
         return torch.cat(parts, dim=1).mT.to(dtype or self.dtype)
 
+    def _log_joint(self, x: ArrayLike) -> Tensor:
+        """log pi_k + log N(x_i; mu_k, C_k) for x [n, d] -> [n, K] in float64, whatever the model's dtype
+        (float32 would round log-densities of -1e7 to whole nats before the mixture sums them)."""
+        return self.component_log_prob(x, dtype=WORK_DTYPE) + self.log_pi.to(WORK_DTYPE)
+
     def log_prob(self, x: ArrayLike) -> Tensor:
         """Mixture log-density log sum_k pi_k N(x_i; mu_k, C_k) for x [n, d] -> [n]."""
-        log_joint = self.component_log_prob(x, dtype=WORK_DTYPE) + self.log_pi.to(WORK_DTYPE)
-        return torch.logsumexp(log_joint, dim=1).to(self.dtype)
+        return torch.logsumexp(self._log_joint(x), dim=1).to(self.dtype)
 
     def responsibilities(self, x: ArrayLike) -> Tensor:
         """Posterior component probabilities p(k | x_i) for x [n, d] -> [n, K] (rows sum to 1)."""
-        log_joint = self.component_log_prob(x, dtype=WORK_DTYPE) + self.log_pi.to(WORK_DTYPE)
-        return torch.softmax(log_joint, dim=1).to(self.dtype)
+        return torch.softmax(self._log_joint(x), dim=1).to(self.dtype)
 
     @torch.no_grad()
     def sample(

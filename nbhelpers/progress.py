@@ -7,11 +7,11 @@ the run's ``.stderr.log`` (updated at most every ``TQDM_MININTERVAL`` seconds, w
 
 from __future__ import annotations
 
-import os
+from nbhelpers.config import env_flag
 
 TEXT_PROGRESS_ENV = "NBHELPERS_TEXT_PROGRESS"
 
-if os.environ.get(TEXT_PROGRESS_ENV, "").strip() not in ("", "0"):
+if env_flag(TEXT_PROGRESS_ENV):
     from tqdm.std import tqdm
 else:
     from tqdm.auto import tqdm as _auto_tqdm

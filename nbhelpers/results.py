@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import nbhelpers
-from nbhelpers.config import checkpoints_dir
+from nbhelpers.config import checkpoints_dir, env_flag
 from nbhelpers.config import results_dir as default_results_dir
 
 SCHEMA_VERSION = 1
@@ -230,7 +230,7 @@ def save_result(
         **extra,
     }
     path = write_json_atomic(result_path(chapter, dataset, attribute, profile, seed, results_dir), payload)
-    if os.environ.get(KEEP_CHECKPOINTS_ENV, "").strip() in ("", "0"):
+    if not env_flag(KEEP_CHECKPOINTS_ENV):
         shutil.rmtree(run_checkpoints_dir(chapter, dataset, attribute, profile, seed), ignore_errors=True)
     return path
 

@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -46,7 +46,14 @@ from nbhelpers.classifier import BayesClassifier
 from nbhelpers.config import get_device, get_profile
 from nbhelpers.data import to_hwc
 from nbhelpers.dataset_plots import show_image
-from nbhelpers.datasets import OUTLIER_SIGMA, SYMMETRIC_SIGMA, TaskModels, sample_dataset
+from nbhelpers.datasets import (
+    OUTLIER_SIGMA,
+    SYMMETRIC_SIGMA,
+    TaskModels,
+    make_asymmetric,
+    make_symmetric,
+    sample_dataset,
+)
 from nbhelpers.display import Markdown
 from nbhelpers.report import PERCEPTIBLE_LEVELS, PIXEL_BINS, RobustnessReport, report_from_attacks
 from nbhelpers.results import save_result
@@ -385,10 +392,6 @@ def asymmetric_noise_study(
     "outlier share" (the share of them whose adversarial the other class's outlier holds: Lemma 1's route)
     and the seconds the attack took.
     """
-    from dataclasses import replace
-
-    from nbhelpers.datasets import make_asymmetric, make_symmetric
-
     if not sigmas:
         raise ValueError("sigmas is empty: give noise stds (e.g. 0.01) and/or None for the fitted noise")
     for sigma in sigmas:

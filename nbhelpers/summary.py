@@ -1216,6 +1216,22 @@ def cpu_capability() -> str | None:
         return None
 
 
+def machine_fields(device: str) -> dict[str, Any]:
+    """What a script's record says of the machine that ran it: the torch device ``device`` resolves to,
+    torch's version and CPU threads, the CPU model and its kernels (``cpu_name``, ``cpu_capability``)."""
+    import torch
+
+    from nbhelpers.models.training import resolve_device
+
+    return {
+        "device": str(resolve_device(device)),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "cpu_capability": cpu_capability(),
+    }
+
+
 def _git(*args: str) -> str | None:
     """Output of a git command in the project root; None without git or outside a checkout."""
     try:

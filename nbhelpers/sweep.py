@@ -60,7 +60,7 @@ from nbhelpers.config import (
     project_root,
 )
 from nbhelpers.config import results_dir as default_results_dir
-from nbhelpers.data import REAL_DATA_ATTRIBUTES, TASKS
+from nbhelpers.data import BUNDLED_SAMPLE, REAL_DATA_ATTRIBUTES, TASKS
 from nbhelpers.notebook_runner import NotebookError, exit_when_gone, notebook_parameters
 from nbhelpers.progress import TEXT_PROGRESS_ENV
 
@@ -78,9 +78,6 @@ _CHAPTER_RE = re.compile(r"^\d{2}_\w+$")
 
 Task = tuple[str, str]  # (dataset, attribute), e.g. ("celeba", "Smiling")
 TasksFor = Callable[[str], Sequence[Task]]  # chapter stem -> the tasks it takes
-
-
-BUNDLED_SAMPLE = "bundled sample"
 
 
 class SweepError(ValueError):
@@ -463,6 +460,7 @@ def plan_sweep(
     notebooks = resolve_chapters(chapters, book)
     extra = _chapter_params(params, notebooks)
     by_chapter, left_out = resolve_tasks(tasks, list(notebooks), tasks_for or chapter_tasks)
+    data = {chapter: data_source(dict(extra[chapter])) for chapter in notebooks}  # one look per chapter
     runs = [
         Run(
             chapter,
@@ -476,7 +474,7 @@ def plan_sweep(
             base,
             extra[chapter],
             engine,
-            data_source(dict(extra[chapter])),
+            data[chapter],
         )
         for chapter, notebook in notebooks.items()
         for dataset, attribute in by_chapter[chapter]

@@ -19,14 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from nbhelpers import robustness
 from nbhelpers.data import canonical_task, source_label
 from nbhelpers.datasets import build_task_models
-from nbhelpers.models.training import resolve_device
 from nbhelpers.results import write_json_atomic
-from nbhelpers.summary import cpu_capability, cpu_name
+from nbhelpers.summary import machine_fields
 
 FITTED = "fitted"
 
@@ -113,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "source": source_label(models.source),
             "rows": table.to_dict(orient="records"),
             "seconds": {"models": fitted - start, "attacks": time.perf_counter() - fitted},
-            "device": str(resolve_device(args.device)),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu": cpu_name(),
-            "cpu_capability": cpu_capability(),
+            **machine_fields(args.device),
         }
         write_json_atomic(args.out, record)
         print(f"wrote {args.out}")

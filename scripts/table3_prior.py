@@ -43,9 +43,8 @@ from nbhelpers.checkpoints import Checkpoints
 from nbhelpers.config import PROFILES, checkpoints_dir, get_profile
 from nbhelpers.data import TaskData
 from nbhelpers.datasets import TaskModels, build_task_models
-from nbhelpers.models.training import resolve_device
 from nbhelpers.results import write_json_atomic
-from nbhelpers.summary import cpu_capability, cpu_name
+from nbhelpers.summary import machine_fields
 
 # Options that change how the MFA pair is fitted: (argument, MFASizes field, profile name suffix).
 MFA_OPTIONS = (
@@ -146,11 +145,7 @@ def _write(
         "real_train_prior": float((task.y_train == 1).mean()),
         "class_balance": task.class_balance(),
         "source": experiments.source_label(task.source),
-        "device": str(resolve_device(args.device)),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": cpu_name(),
-        "cpu_capability": cpu_capability(),
+        **machine_fields(args.device),
     }
     write_json_atomic(args.out, {**record, **fields})
     print(f"wrote {args.out}")
