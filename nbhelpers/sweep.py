@@ -15,6 +15,9 @@ Why a sweep can be killed at any moment and simply re-run:
 - inside a run, finished trainings and attacks are kept as checkpoints (:mod:`nbhelpers.checkpoints`)
   until the result is written, so a killed run resumes after its last finished step;
 - papermill saves the executed notebook under a hidden partial name, renamed when the run ends.
+- a run is locked while it executes (``flock`` on ``<results_dir>/.locks/<run>.lock``, dropped by the
+  kernel when its process dies), so two sweeps over the same results never execute one run at once:
+  the second reports it as taken, or keeps it if the first finished it meanwhile.
 
 Runs go to a local pool of worker processes, or with ``--scheduler tcp://host:port`` to a Dask cluster.
 A run executes its notebook with papermill (a Jupyter kernel) or, with ``--engine python`` on machines
@@ -33,6 +36,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -630,12 +634,79 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def _lock_path(run: Run) -> Path:
+    return run.results_dir / ".locks" / f"{run.name}.lock"
+
+
+@contextmanager
+def _run_lock(run: Run) -> Iterator[str | None]:
+    """Hold an exclusive lock on ``run`` while the block runs; yields None, or who holds it already.
+
+    Two sweeps on the same results folder (two terminals, or a local sweep beside a Dask one) would otherwise
+    both execute a run and clear each other's staging folder, logs and stamp. The lock is ``flock`` on
+    ``<results_dir>/.locks/<run>.lock``: the kernel drops it when its process dies, SIGKILL included, so a
+    killed sweep never leaves a stale lock behind. Without ``fcntl`` (not POSIX) runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield None
+        return
+    path = _lock_path(run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process that is starting it"
+            os.close(fd)
+            yield holder
+            return
+        try:
+            same_file = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        os.close(fd)  # the holder before us deleted this file as it let go: lock the new one
+    try:
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}".encode())
+        yield None
+    finally:
+        path.unlink(missing_ok=True)  # while still locked, so no one else locks a file being deleted
+        os.close(fd)
+        try:
+            path.parent.rmdir()  # only succeeds once no other run is locked
+        except OSError:
+            pass
+
+
 def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
     """Execute one run with its engine; never raises for a failing notebook (the outcome says why).
 
     ``own_process``: this process runs nothing else meanwhile, so its output can go to the run's logs too.
+    A run that another sweep is executing is left alone (a failed outcome that names that sweep), and one
+    that another sweep finished since this one was planned is kept as it is.
     """
     started = time.monotonic()
+    with _run_lock(run) as holder:
+        if holder is not None:
+            message = (
+                f"another sweep is executing this run ({holder}), so this one left it alone: run this "
+                "command again once that sweep has finished (it skips the run if that sweep completed it)"
+            )
+            return RunOutcome(run, ok=False, seconds=time.monotonic() - started, message=message)
+        if stale_reason(run, results.code_version()) is None:
+            message = "finished by another sweep since this one was planned; its result is kept"
+            return RunOutcome(run, ok=True, seconds=time.monotonic() - started, message=message)
+        return _execute_locked(run, own_process, started)
+
+
+def _execute_locked(run: Run, own_process: bool, started: float) -> RunOutcome:
+    """:func:`execute_run` once this process holds the run's lock."""
     run.out_dir.mkdir(parents=True, exist_ok=True)
     run.stamp_path.unlink(missing_ok=True)
     shutil.rmtree(run.staging_dir, ignore_errors=True)  # leftovers of a killed attempt
@@ -908,7 +979,8 @@ def sweep(
                 if not outcome.ok:
                     tqdm.write(f"failed: {outcome.run.name}: {outcome.message}", file=sys.stderr)
                 elif progress:  # the bar moves only when a run ends: say which, and how long it took
-                    tqdm.write(f"done: {outcome.run.name} in {outcome.seconds:.0f} s", file=sys.stderr)
+                    how = outcome.message or f"in {outcome.seconds:.0f} s"
+                    tqdm.write(f"done: {outcome.run.name} {how}", file=sys.stderr)
                 bar.set_postfix(failed=len(failed))
                 bar.update()
     finally:

@@ -505,6 +505,88 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
     assert not (results_dir / ".staging").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX signals")
+def test_a_run_that_another_sweep_is_executing_is_left_alone(book, tmp_path, monkeypatch, capsys):
+    """A second sweep over the same results reports the run as taken by the first (naming its process) and
+    touches none of its files; once the first is SIGKILLed its lock is gone and the run executes."""
+    log, marker = tmp_path / "executed.log", tmp_path / "in_flight.json"
+    env = {
+        **os.environ,
+        "SWEEP_PROBE_LOG": str(log),
+        "SWEEP_PROBE_SLEEP_ON": "Slow",
+        "SWEEP_PROBE_MARKER": str(marker),
+    }
+    argv = options(book, "--tasks", "celeba:Slow", "--jobs", "1", "--engine", "python")
+    first = subprocess.Popen(
+        [sys.executable, str(DRIVER), *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    (run,) = sweep.plan_sweep(
+        tasks=["celeba:Slow"], **_dirs(book), tasks_for=probe_tasks, engine="python"
+    ).runs
+    try:
+        pids = _wait_for_marker(marker, first)
+        lock = book.parent / "results" / ".locks" / f"{run.name}.lock"
+        assert lock.read_text().startswith(f"pid {pids['worker']} on ")  # the first sweep is mid-run
+        first_log = run.stdout_log.read_text()
+        assert "probe stdout celeba:Slow" in first_log
+
+        monkeypatch.setenv("SWEEP_PROBE_LOG", str(log))
+        capsys.readouterr()
+        assert sweep.main(argv, tasks_for=probe_tasks) == 1
+        out = capsys.readouterr().out
+        assert f"FAILED {run.name}: another sweep is executing this run (pid {pids['worker']} on " in out
+        assert "run this command again once that sweep has finished" in out
+        assert executed(log) == ["celeba:Slow:0"]  # not executed twice
+        assert run.stdout_log.read_text() == first_log and lock.exists()
+        assert not run.failed_notebook.exists()
+
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate(timeout=60)
+        _wait_until_gone(pids["worker"])
+        _wait_until_gone(pids["kernel"])
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    # the kernel dropped the dead sweep's lock: nothing to clean up by hand
+    assert sweep.main(argv, tasks_for=probe_tasks) == 0
+    assert executed(log) == ["celeba:Slow:0", "celeba:Slow:0"]
+    assert sweep.stale_reason(run, results.code_version()) is None
+    assert not (book.parent / "results" / ".locks").exists()
+    assert not (book.parent / "results" / ".staging").exists()
+
+
+def test_a_run_finished_by_another_sweep_since_planning_is_kept(book, tmp_path, monkeypatch):
+    log = tmp_path / "executed.log"
+    monkeypatch.setenv("SWEEP_PROBE_LOG", str(log))
+    planned = sweep.plan_sweep(
+        tasks=["celeba:Smiling"], **_dirs(book), tasks_for=probe_tasks, engine="python"
+    )
+    (run,) = planned.runs
+    assert sweep.stale_reason(run, results.code_version()) == "no result yet"
+    # another sweep, planned later, finishes the run first
+    report = sweep.sweep(
+        sweep.plan_sweep(tasks=["celeba:Smiling"], **_dirs(book), tasks_for=probe_tasks, engine="python"),
+        jobs=1,
+        progress=False,
+    )
+    assert len(report.finished) == 1 and report.ok
+    result_bytes, stamp_bytes = run.result_path.read_bytes(), run.stamp_path.read_bytes()
+
+    outcome = sweep.execute_run(run)
+    assert outcome.ok
+    assert outcome.message == "finished by another sweep since this one was planned; its result is kept"
+    assert executed(log) == ["celeba:Smiling:0"]
+    assert run.result_path.read_bytes() == result_bytes and run.stamp_path.read_bytes() == stamp_bytes
+    assert not (book.parent / "results" / ".locks").exists()
+
+
 def _tagged_processes(tag: str) -> dict[int, str]:
     """Pid -> command line of the live (not zombie) processes whose environment holds ``SWEEP_TEST_TAG=tag``
     (Linux /proc). Kernels start their own sessions, so the environment, which every descendant
