@@ -29,12 +29,31 @@ from nbhelpers.results import code_version, run_checkpoints_dir, source_version
 T = TypeVar("T")
 
 
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _plain_settings(module: torch.nn.Module) -> dict[str, Any]:
+    """A module's own settings that are plain values (numbers, strings, tuples of them): its public
+    attributes, less ``training`` and fitted results (names ending in "_", e.g. ``history_``)."""
+    return {
+        key: item
+        for key, item in vars(module).items()
+        if not key.startswith("_") and not key.endswith("_") and key != "training" and _is_plain(item)
+    }
+
+
 def _update(digest: Any, value: Any) -> None:
-    """Feed ``value`` into ``digest``: tensors and arrays by dtype, shape and bytes, modules by class and
-    ``state_dict``, containers item by item, anything else by ``repr``."""
+    """Feed ``value`` into ``digest``: tensors and arrays by dtype, shape and bytes, modules by class,
+    ``state_dict`` and plain attributes, containers item by item, anything else by ``repr``."""
     if isinstance(value, torch.nn.Module):
         digest.update(f"module:{type(value).__module__}.{type(value).__qualname__}".encode())
         _update(digest, value.state_dict())
+        # Settings kept as plain attributes (nn.Dropout's p, nn.LeakyReLU's slope) are not in state_dict.
+        for name, module in value.named_modules():
+            _update(digest, (name, type(module).__qualname__, _plain_settings(module)))
     elif isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous()
         digest.update(f"tensor:{tensor.dtype}:{tuple(tensor.shape)}".encode())

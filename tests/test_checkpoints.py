@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from nbhelpers.attacks import run_attacks
 from nbhelpers.checkpoints import Checkpoints, fingerprint, run_checkpoints
 from nbhelpers.classifier import BayesClassifier
 from nbhelpers.data import TaskData
+from nbhelpers.models.svm import RBFSVMModule
 from tests.test_classifier import subspace_pair
 from tests.test_experiments import IMAGE_SHAPE, make_tiny_data, make_tiny_models
 from tests.test_robustness import toy_models
@@ -62,6 +65,26 @@ def test_fingerprint_follows_every_input():
     )
     assert fingerprint(torch.ones(2, dtype=torch.bfloat16)) != fingerprint(torch.ones(2, dtype=torch.float16))
     assert fingerprint(torch.tensor([True, False])) != fingerprint(torch.tensor([False, True]))
+
+
+def test_fingerprint_follows_module_settings_outside_the_state_dict():
+    # nn.Dropout's p and nn.LeakyReLU's slope are plain attributes: state_dict is empty for both
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LeakyReLU(0.1), torch.nn.Dropout(0.2))
+    other = copy.deepcopy(net)
+    assert fingerprint(net) == fingerprint(other)
+    other[1].negative_slope = 0.3
+    assert fingerprint(net) != fingerprint(other)
+    assert fingerprint(torch.nn.Dropout(0.2)) != fingerprint(torch.nn.Dropout(0.5))
+    # the RBF SVM's gamma is a buffer: in the key, and restored by load_state_dict
+    sv, alpha = torch.randn(4, 3), torch.randn(4)
+    narrow, wide = RBFSVMModule(sv, alpha, 0.5, gamma=0.1), RBFSVMModule(sv, alpha, 0.5, gamma=0.2)
+    assert fingerprint(narrow) != fingerprint(wide)
+    assert fingerprint(narrow) == fingerprint(RBFSVMModule(sv.clone(), alpha.clone(), 0.5, gamma=0.1))
+    x = torch.randn(5, 3, dtype=torch.float64)
+    assert not torch.allclose(narrow.decision_function(x), wide.decision_function(x))
+    wide.load_state_dict(narrow.state_dict())
+    assert float(wide.gamma) == 0.1
+    torch.testing.assert_close(wide.decision_function(x), narrow.decision_function(x), rtol=0, atol=0)
 
 
 def test_cached_computes_once_and_recomputes_for_new_inputs(tmp_path, capsys):

@@ -169,7 +169,7 @@ class LinearSVMModule(_SVMModule):
 
 
 class RBFSVMModule(_SVMModule):
-    """f(x) = sum_i alpha_i exp(-gamma ||x - sv_i||^2) + b.
+    """f(x) = sum_i alpha_i exp(-gamma ||x - sv_i||^2) + b; ``gamma`` is a float64 scalar buffer.
 
     Support vectors [m, d] stay in their stored dtype (the data's float32) and are cast to float64
     one block at a time, so a 20k x 12288 model needs no 2 GB float64 copy.
@@ -188,7 +188,8 @@ class RBFSVMModule(_SVMModule):
         self.register_buffer("sv_sq_norms", (sv.double() ** 2).sum(1))
         self.register_buffer("dual_coef", alpha)
         self.register_buffer("intercept", torch.tensor(float(intercept), dtype=torch.float64))
-        self.gamma = float(gamma)
+        # A buffer, not a float: it is part of the model's state_dict (and so of checkpoint keys).
+        self.register_buffer("gamma", torch.tensor(float(gamma), dtype=torch.float64))
         self.n_features = sv.shape[1]
         self.block = max(1, SV_BLOCK_ELEMENTS // max(1, self.n_features))
 
