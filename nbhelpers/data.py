@@ -69,6 +69,7 @@ CELEBA_TEST_PARTITION = 2
 
 _MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _CELEBA_KEYS = ("images", "attrs", "attr_names", "partition")
+CELEBA_N_ATTRIBUTES = 40  # columns of the official list_attr_celeba.txt
 _IDX_STEMS = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
@@ -77,6 +78,7 @@ _IDX_STEMS = {
 }
 _CELEBA_LAYOUT = ("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt")
 _CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError)
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -429,6 +431,11 @@ def _resolve_folder(data_dir: str | os.PathLike | None) -> tuple[Path, str]:
     folder = config.data_dir(data_dir)
     if folder is None:
         return SAMPLE_DIR, "sample"
+    if folder.is_file():
+        raise NotADirectoryError(
+            f"data folder {folder} is a file (from the data_dir argument or ${config.DATA_DIR_ENV}): "
+            f"pass the folder that holds it, {folder.parent}"
+        )
     if not folder.is_dir():
         raise FileNotFoundError(
             f"data folder {folder} does not exist (from the data_dir argument or ${config.DATA_DIR_ENV}): "
@@ -581,11 +588,23 @@ def _read_npz_cached(
         ) from None
     except _CORRUPT as err:
         raise ValueError(
-            f"cannot read {path} ({err}): the file is truncated or corrupt; re-download it"
+            f"cannot read {path} ({err}): the file is truncated or corrupt; {_remedy(path)}"
         ) from err
     for array in arrays.values():
         array.flags.writeable = False  # shared by later calls through the cache
     return arrays
+
+
+def _remedy(path: str | os.PathLike) -> str:
+    """What to do about a damaged npz: one this package prepared (from the official CelebA layout beside
+    it, or into the cache folder) is prepared again once deleted; any other is re-downloaded."""
+    path = Path(path)
+    prepared_here = path.name == CELEBA_FILE and any(
+        (src / _CELEBA_LAYOUT[1]).exists() for src in (path.parent, path.parent / "celeba")
+    )
+    if prepared_here or path.resolve().parent == config.cache_dir().resolve():
+        return "delete it: it is prepared again from the official files on the next load"
+    return "re-download it"
 
 
 def _npz_keys(path: str) -> list[str]:
@@ -596,8 +615,9 @@ def _npz_keys(path: str) -> list[str]:
 def _read_idx(path: Path) -> np.ndarray:
     """An unsigned-byte IDX file (optionally gzipped) as a uint8 array of its stored shape."""
     try:
-        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
-            raw = handle.read()
+        raw = path.read_bytes()
+        if raw[:2] == _GZIP_MAGIC:  # by content: browsers may unpack a .gz and keep its name, or the reverse
+            raw = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(
             f"cannot read {path} ({err}): the file is truncated or corrupt; re-download it"
@@ -621,17 +641,23 @@ def _read_idx(path: Path) -> np.ndarray:
 def _read_attr_list(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``list_attr_celeba.txt``: file names [N], attributes [N, 40] int8 (+1/-1), names [40].
 
-    The leading count line is optional (some copies lack it).
+    The leading count line is optional (some copies lack it); when present, the rows must match it.
     """
     try:
-        lines = path.read_text().splitlines()
+        lines = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read {path} ({err}): re-download it") from err
-    if lines and lines[0].strip().isdigit():
-        lines = lines[1:]
+    count = int(lines.pop(0)) if lines and lines[0].strip().isdigit() else None
     if not lines:
         raise ValueError(f"{path} is empty; re-download it")
     attr_names = np.array(lines[0].split())
+    if attr_names.size != CELEBA_N_ATTRIBUTES or any(n.lower().endswith(".jpg") for n in attr_names):
+        raise ValueError(
+            f"{path}: its header line should name the {CELEBA_N_ATTRIBUTES} attributes "
+            f"(5_o_Clock_Shadow ... Young), got {attr_names.size} words starting "
+            f"{' '.join(attr_names[:3])!r} (the official format: a count line, the names, then one row per "
+            "image); re-download it"
+        )
     # One split over the whole body and string comparisons: 10x faster than int() per token.
     tokens = np.array(" ".join(lines[1:]).split())
     width = attr_names.size + 1
@@ -641,6 +667,11 @@ def _read_attr_list(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             "re-download it"
         )
     table = tokens.reshape(-1, width)
+    if count is not None and count != table.shape[0]:
+        raise ValueError(
+            f"{path} holds {table.shape[0]} rows but its first line says {count} images: the file is "
+            "truncated or was edited; re-download it"
+        )
     filenames = table[:, 0]
     attrs = np.where(table[:, 1:] == "1", 1, -1).astype(np.int8)
     return filenames, attrs, attr_names
@@ -649,7 +680,8 @@ def _read_attr_list(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _read_partition_list(path: Path, filenames: np.ndarray) -> np.ndarray:
     """``list_eval_partition.txt`` aligned with ``filenames``: [N] int8 (0 train, 1 val, 2 test)."""
     try:
-        table = dict(line.split() for line in path.read_text().splitlines() if line.strip())
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        table = dict(line.split() for line in lines if line.strip())
         lookup = {name: int(value) for name, value in table.items()}
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise ValueError(
@@ -659,6 +691,13 @@ def _read_partition_list(path: Path, filenames: np.ndarray) -> np.ndarray:
     if missing:
         raise ValueError(
             f"{path} lacks {len(missing)} images of the attribute list, e.g. {missing[0]}; re-download it"
+        )
+    bad = {name: value for name, value in lookup.items() if value not in (0, 1, 2)}
+    if bad:
+        name, value = next(iter(bad.items()))
+        raise ValueError(
+            f"{path}: partitions are 0 (train), 1 (validation) or 2 (test), but {len(bad)} lines hold "
+            f"others, e.g. '{name} {value}'; re-download it"
         )
     return np.array([lookup[name] for name in filenames], dtype=np.int8)
 

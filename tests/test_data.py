@@ -309,6 +309,32 @@ def test_keras_npz_layout(tmp_path):
     np.testing.assert_array_equal(task.x_test[1] * 255, arrays["x_test"][6].reshape(-1).astype(np.float32))
 
 
+def test_idx_files_are_unzipped_by_content_not_by_name(tmp_path):
+    # a browser may unpack a download and keep ".gz", or save a gzip stream under the plain name
+    arrays = fake_mnist(np.random.default_rng(7))
+    for key, stem in data._IDX_STEMS.items():
+        plain = tmp_path / "plain.tmp"
+        write_idx(plain, arrays[key])
+        raw = plain.read_bytes()
+        plain.unlink()
+        if key.startswith("x"):
+            (tmp_path / (stem + ".gz")).write_bytes(raw)  # not compressed, named .gz
+        else:
+            (tmp_path / stem).write_bytes(gzip.compress(raw))  # compressed, no .gz
+    task = load_task("mnist", "2_vs_7", data_dir=tmp_path)
+    keep = np.isin(arrays["y_train"], [2, 7])
+    np.testing.assert_array_equal(task.x_train * 255, arrays["x_train"][keep].reshape(-1, 784))
+    np.testing.assert_array_equal(task.y_train, arrays["y_train"][keep] == 7)
+
+
+def test_a_file_given_as_the_data_folder_names_the_folder_to_pass(tmp_path):
+    np.savez_compressed(tmp_path / "mnist.npz", **fake_mnist(np.random.default_rng(8)))
+    with pytest.raises(
+        NotADirectoryError, match=rf"is a file .*pass the folder that holds it, {re.escape(str(tmp_path))}"
+    ):
+        load_task("mnist", "0_vs_6", data_dir=tmp_path / "mnist.npz")
+
+
 def test_truncated_idx_file(tmp_path):
     arrays = fake_mnist(np.random.default_rng(3))
     for key, stem in data._IDX_STEMS.items():
@@ -482,6 +508,58 @@ def test_prepare_celeba_rejects_a_malformed_attribute_list(tmp_path):
     path.write_text("\n".join([*lines[:-1], lines[-1].rsplit(" ", 2)[0]]) + "\n")  # last row cut short
     with pytest.raises(ValueError, match=r"list_attr_celeba.txt: rows must hold a file name and 40 values"):
         prepare_celeba(tmp_path, tmp_path / "out.npz", progress=False)
+
+
+def test_prepare_celeba_refuses_an_attribute_list_shorter_than_its_count(tmp_path):
+    write_celeba_layout(tmp_path, np.random.default_rng(9), n=6)
+    path = tmp_path / "list_attr_celeba.txt"
+    path.write_text("\n".join(path.read_text().splitlines()[:-2]) + "\n")  # cut at a line boundary
+    with pytest.raises(
+        ValueError, match=r"holds 4 rows but its first line says 6 images: the file is truncated"
+    ):
+        prepare_celeba(tmp_path, tmp_path / "out.npz", progress=False)
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_attribute_list_with_a_byte_order_mark_and_blank_lines_parses(tmp_path):
+    names = write_celeba_layout(tmp_path, np.random.default_rng(10))
+    path = tmp_path / "list_attr_celeba.txt"
+    count, header, *rows = path.read_text().splitlines()
+    path.write_text("\n".join([count, "", header, *rows, ""]) + "\n", encoding="utf-8-sig")
+    out = prepare_celeba(tmp_path, tmp_path / "out.npz", progress=False)
+    with np.load(out) as npz:
+        assert npz["filenames"].tolist() == names and npz["attrs"].shape == (4, 40)
+        assert npz["attr_names"][0] == data.CELEBA_ATTRIBUTES[0]
+
+
+def test_attribute_list_without_its_header_is_refused(tmp_path):
+    write_celeba_layout(tmp_path, np.random.default_rng(11))
+    path = tmp_path / "list_attr_celeba.txt"
+    count, _header, *rows = path.read_text().splitlines()
+    path.write_text("\n".join([count, *rows]) + "\n")
+    with pytest.raises(
+        ValueError, match=r"header line should name the 40 attributes .*got 41 words starting '000001.jpg"
+    ):
+        prepare_celeba(tmp_path, tmp_path / "out.npz", progress=False)
+
+
+def test_partition_values_other_than_0_1_2_are_refused(tmp_path):
+    names = write_celeba_layout(tmp_path, np.random.default_rng(12))
+    path = tmp_path / "list_eval_partition.txt"
+    path.write_text(path.read_text().replace(f"{names[2]} 2", f"{names[2]} 3"))
+    with pytest.raises(ValueError, match=rf"partitions are 0 .* 1 lines hold others, e.g. '{names[2]} 3'"):
+        prepare_celeba(tmp_path, tmp_path / "out.npz", progress=False)
+
+
+def test_a_damaged_prepared_file_is_to_be_deleted_not_downloaded(tmp_path):
+    write_celeba_layout(tmp_path, np.random.default_rng(13))
+    load_task("celeba", "Male", data_dir=tmp_path)
+    prepared = tmp_path / "celeba64.npz"
+    prepared.write_bytes(prepared.read_bytes()[:200])
+    with pytest.raises(ValueError, match="truncated or corrupt; delete it: it is prepared again"):
+        load_task("celeba", "Male", data_dir=tmp_path)
+    prepared.unlink()
+    assert load_task("celeba", "Male", data_dir=tmp_path).x_test.shape == (2, 3 * 64 * 64)
 
 
 def test_prepare_celeba_skips_missing_images_with_a_warning(tmp_path):
