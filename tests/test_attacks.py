@@ -141,6 +141,64 @@ def test_fmn_projection_is_repaired():
     assert (broken.l2 / exact).max() > 1.2
 
 
+def test_targets_are_capped_by_the_other_class_alone():
+    """A class of one component must not cut the other class's samples to one target: class 0 as one
+    Gaussian or as three identical copies is the same classifier, and gets the same attack."""
+    d = 4
+    mu0 = torch.full((d,), 0.5, dtype=torch.float64)
+    means1 = torch.stack(
+        [mu0 + 0.3 * torch.eye(d, dtype=torch.float64)[0], mu0 + 0.3 * torch.eye(d)[1].double()]
+    )
+    means1 = torch.cat([means1, (mu0 + 0.12 * torch.eye(d, dtype=torch.float64)[2])[None]])
+    mfa1 = MFA.from_parameters(means1, torch.zeros(3, d, 1), torch.tensor([3e-3, 3e-3, 2e-5]), isotropic=True)
+    x, y = mu0[None].float(), torch.zeros(1, dtype=torch.long)
+    results = []
+    for k0 in (1, 3):
+        mfa0 = MFA.from_parameters(
+            mu0[None].repeat(k0, 1), torch.zeros(k0, d, 1), torch.full((k0,), 3e-3), isotropic=True
+        )
+        results.append(
+            L2ComponentGradientAttack(n_targets=3, step_size=0.002)(BayesClassifier(mfa0, mfa1), x, y)
+        )
+    one, three = results
+    # the thin third component is the nearest way across; with a cap of one target it was never tried
+    assert one.target.item() == three.target.item() == 2
+    assert one.l2.item() == pytest.approx(three.l2.item(), rel=1e-6)
+    assert one.l2.item() < 0.11
+
+
+def test_bisection_follows_the_clipped_path_of_the_last_step():
+    """A linear boundary (two isotropic Gaussians); pixel 0 starts 0.02 above the bound 0 and the steps push
+    it down by ~0.035 each. The box-constrained distance to the boundary is known: bisecting the chord of a
+    clipped step used to land 4% beyond it, bisecting along the step lands on it."""
+    d = 8
+    e = torch.zeros(d, dtype=torch.float64)
+    e[0], e[1] = -1.0, 1.0
+    e /= e.norm()
+    mu0 = torch.full((d,), 0.5, dtype=torch.float64)
+    mfas = [
+        MFA.from_parameters(m[None], torch.zeros(1, d, 1), torch.full((1,), 0.01), isotropic=True)
+        for m in (mu0, mu0 + 0.3 * e)
+    ]
+    model = BayesClassifier(*mfas)
+    x = mu0.clone()
+    x[0], x[1] = 0.02, 0.2
+    w, c = 0.3 * e, float(0.3 * e @ (mu0 + 0.15 * e))
+
+    def box_distance(point: torch.Tensor) -> float:  # the shortest move in the box onto w.x = c
+        lo, hi = 0.0, 100.0
+        for _ in range(200):
+            t = (lo + hi) / 2
+            lo, hi = (lo, t) if float(w @ (point + torch.clamp(t * w, -point, 1 - point))) >= c else (t, hi)
+        return float(torch.clamp(hi * w, -point, 1 - point).norm())
+
+    found = L2ComponentGradientAttack(step_size=0.05)(
+        model, x[None].float(), torch.zeros(1, dtype=torch.long)
+    )
+    assert bool(found.success) and float(found.x_adv.min()) >= 0.0
+    assert found.l2.item() == pytest.approx(box_distance(x), rel=2e-3)
+
+
 def test_halving_the_step_changes_little():
     for model, x, y in (subspace_pair()[:3], subspace_pair(outlier_sigma=0.5), unequal_pair()[:3]):
         coarse = L2ComponentGradientAttack(step_size=0.05)(model, x, y).l2.mean()
