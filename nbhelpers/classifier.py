@@ -86,6 +86,13 @@ class BayesClassifier(torch.nn.Module):
         """
         flat = self.flatten(x)
         cls, comp = cls.to(flat.device), comp.to(flat.device)
+        if not bool(((cls == 0) | (cls == 1)).all()):
+            raise ValueError("cls must hold class labels 0 or 1")
+        sizes = torch.tensor([m.K for m in self.mfas], device=flat.device)
+        if not bool(((comp >= 0) & (comp < sizes[cls.long()])).all()):
+            raise ValueError(
+                f"comp holds a component index outside its class's range (sizes {sizes.tolist()})"
+            )
         out = torch.empty_like(flat)
         for c in range(2):
             t = self.mfas[c].density_terms()

@@ -327,14 +327,20 @@ class MFA(torch.nn.Module):
         if any(b.is_inference() for b in buffers):
             # made under torch.inference_mode: no version counter to key a cache on
             return self._compute_density_terms()
-        key = tuple((b.data_ptr(), b._version, b.device, b.dtype) for b in buffers)
+        # The buffers themselves (held, so that a replacement cannot reuse their memory and address) and
+        # their version counters, which in-place edits through torch advance.
+        versions = tuple((b._version, b.device, b.dtype) for b in buffers)
         cached = getattr(self, "_density_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        if (
+            cached is not None
+            and all(old is new for old, new in zip(cached[0], buffers, strict=True))
+            and cached[1] == versions
+        ):
+            return cached[2]
         # outside inference mode, so that terms cached during a prediction can serve a later backward pass
         with torch.inference_mode(False):
             terms = self._compute_density_terms()
-        self._density_cache = (key, terms)
+        self._density_cache = (buffers, versions, terms)
         return terms
 
     def clear_cache(self) -> None:

@@ -132,6 +132,13 @@ def test_closed_form_gradients_match_autograd():
     np.testing.assert_allclose(
         got.numpy(), expected.numpy(), rtol=1e-8, atol=1e-8 * expected.abs().max().item()
     )
+    # an index that names no component is refused, not answered with uninitialised rows
+    with pytest.raises(ValueError, match="cls must hold class labels 0 or 1"):
+        model.component_log_prob_grad(x, torch.full_like(cls, 2), comp)
+    with pytest.raises(ValueError, match="outside its class's range"):
+        model.component_log_prob_grad(x, cls, torch.full_like(comp, 3))
+    with pytest.raises(ValueError, match="outside its class's range"):
+        model.component_log_prob_grad(x, cls, torch.full_like(comp, -1))
 
 
 def test_float32_models_are_evaluated_in_float64():

@@ -372,6 +372,22 @@ def test_a_model_made_under_inference_mode_evaluates():
         torch.testing.assert_close(model.log_prob(x), reference.log_prob(x))  # twice: nothing cached wrongly
 
 
+def test_replaced_buffers_are_never_served_from_the_cache():
+    # A new tensor of the same size may land at the address of the one it replaced, with a version
+    # counter of 0 again: a cache keyed on address and version served the old parameters then.
+    g = torch.Generator().manual_seed(0)
+    model = MFA(2, 8, 2)
+    x = torch.randn(4, 8, dtype=torch.float64, generator=g)
+    stale = 0
+    for _ in range(200):
+        model.log_prob(x)
+        model.A = torch.randn(2, 8, 2, dtype=torch.float64, generator=g)
+        model.A = torch.randn(2, 8, 2, dtype=torch.float64, generator=g)
+        fresh = MFA.from_parameters(model.mu, model.A, model.log_D.exp()).log_prob(x)
+        stale += not torch.allclose(model.log_prob(x), fresh, rtol=1e-12, atol=0)
+    assert stale == 0
+
+
 def test_clear_cache_after_editing_buffers_behind_torchs_back():
     model = random_mfa(K=2, d=10, l=2, isotropic=False, seed=8)
     x = evaluation_points(model, 6, seed=9)
