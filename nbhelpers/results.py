@@ -236,14 +236,19 @@ def save_result(
 
 
 def load_results(profile: str, results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every result file of ``profile``, sorted by file name; unreadable files raise with their path."""
+    """Every result file of ``profile``, sorted by file name; unreadable files raise with their path.
+
+    Other JSON files in the folder (e.g. a ``manifest.json`` of committed results) are not results: a
+    result names its chapter and holds its metrics."""
     base = (Path(results_dir) if results_dir else default_results_dir()) / profile
     out = []
     for path in sorted(base.glob("*.json")):
         try:
-            out.append(json.loads(path.read_text()))
+            payload = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"result file {path} is not valid JSON ({err}); delete it and re-run") from err
+        if isinstance(payload, dict) and "chapter" in payload and "metrics" in payload:
+            out.append(payload)
     return out
 
 

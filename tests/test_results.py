@@ -36,6 +36,11 @@ def test_save_result_names_the_file_from_its_parameters(tmp_path):
     (loaded,) = load_results("paper", tmp_path)
     assert loaded["metrics"] == {"mean_l2": 3.04}
     assert (loaded["attribute"], loaded["seed"]) == ("Smiling", 2)
+    # a committed results folder also holds its manifest: not a result
+    write_json_atomic(
+        tmp_path / "paper" / "manifest.json", {"runs": [{"command": "python -m nbhelpers sweep"}]}
+    )
+    assert [r["attribute"] for r in load_results("paper", tmp_path)] == ["Smiling"]
 
 
 def test_save_result_deletes_the_runs_checkpoints_unless_a_sweep_keeps_them(tmp_path, monkeypatch):
