@@ -26,7 +26,7 @@ from nbhelpers.progress import tqdm
 
 # Eigenvalues of (P2 - P1) / 2 below this fraction of the precision matrices' size are
 # inversion round-off (they are exactly 0 when S1 == S2) and are set to 0.
-_EIG_ZERO_RTOL = 1e-12
+_EIG_ZERO_RTOL = 64 * np.finfo(np.float64).eps  # round-off of P2 - P1, relative to the larger precision
 # Eigenvalues within this relative gap of the extreme one share its pole (the "hard case").
 _EIG_TIE_RTOL = 1e-10
 # Smallest distance to the pole, relative, that the root search looks at before the hard case.
@@ -511,10 +511,12 @@ def mixture_boundary_distance(x, mix1: GaussianMixture, mix2: GaussianMixture) -
     ``log p_c(x) = max_k log(w_ck N_ck(x))``. For a point on class 1's side with MAP component j,
     the straight segment to the nearest boundary point must cross ``{w_1j N_1j = w_2k N_2k}`` for
     some class-2 component k, so ``min_k`` of these pair-quadric distances (prior ratio
-    ``log w_1j / w_2k``) is a lower bound on the distance, and it is the distance when j and k are
-    still the MAP components at the closest point, i.e. when the full mixture ratio vanishes there
-    (``residual`` ~ 0). The exact mixture uses log-sum-exp instead of max; where components of a
-    class overlap, the two differ by at most log K, which ``residual`` also reveals.
+    ``log w_1j / w_2k``) is a lower bound on the distance to the boundary of that max-likelihood
+    classifier, and it is the distance when j and k are still the MAP components at the closest point,
+    i.e. when the full mixture ratio vanishes there (``residual`` ~ 0). The exact mixture uses
+    log-sum-exp instead of max; where components of a class overlap, the two differ by up to log K and
+    the number is then neither the exact distance nor a bound on it (two equal components of a class
+    shift its boundary by log 2): a ``residual`` well away from 0 says so.
     """
     if mix1.dim != mix2.dim:
         raise ValueError(f"the mixtures differ in dimension: {mix1.dim} vs {mix2.dim}")
@@ -814,7 +816,8 @@ def lemma1_model(sigma1: float, dim: int, seed: int = 0) -> GaussianPair:
 
     Class 2 has a random full-rank covariance (variances in [0.5, 2] along random axes, exactly 1
     along the critical direction d). Class 1 has its own random covariance with variance
-    ``sigma1^2`` along d, d being its direction of minimal variance; the means are 1 apart. Only
+    ``sigma1^2`` along d and variances in [1, 2] along its other axes, so that d is its direction of
+    minimal variance, as the lemma requires, for every ``sigma1 < 1``; the means are 1 apart. Only
     ``sigma1`` changes with ``sigma1``: the random draws depend on ``seed`` and ``dim`` alone.
     """
     rng = np.random.default_rng((seed, 1, dim))
@@ -825,7 +828,7 @@ def lemma1_model(sigma1: float, dim: int, seed: int = 0) -> GaussianPair:
     rest = rng.standard_normal((dim, dim - 1))
     rest -= np.outer(rot2[:, 0], rot2[:, 0] @ rest)
     rot1 = np.concatenate([rot2[:, :1], np.linalg.qr(rest)[0]], axis=1)
-    var1 = np.concatenate([[sigma1**2], rng.uniform(0.5, 2.0, dim - 1)])
+    var1 = np.concatenate([[sigma1**2], rng.uniform(1.0, 2.0, dim - 1)])
     mu2 = rng.standard_normal(dim)
     mu2 /= np.linalg.norm(mu2)
     cov1 = rot1 @ np.diag(var1) @ rot1.T

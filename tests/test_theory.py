@@ -39,6 +39,19 @@ def test_isotropic_equal_covariance_is_projection_to_the_midpoint(rng):
     np.testing.assert_allclose((closest - (mu1 + mu2) / 2) @ unit, 0, atol=1e-12)
 
 
+def test_a_small_difference_beside_a_very_thin_shared_direction_is_not_taken_for_equal_covariances():
+    # both classes share a variance of 1e-10 along x1 (precision 1e10) and differ by 0.2% along x2: the
+    # boundary is the pair of lines |x2| = c with 0.001 c^2 = 0.5 log 1.002, a quadric, not a hyperplane
+    s1, s2 = np.diag([1e-10, 1.0]), np.diag([1e-10, 1 / 1.002])
+    boundary = theory.QuadricBoundary(np.zeros(2), s1, np.zeros(2), s2)
+    assert not boundary.is_hyperplane
+    c = np.sqrt(0.5 * np.log(1.002) / 0.001)
+    x = np.array([[0.0, 0.0], [0.0, 0.5], [0.0, 2.0]])
+    dist, points = boundary.closest_points(x)
+    np.testing.assert_allclose(dist, np.abs(np.abs(x[:, 1]) - c), rtol=1e-9)
+    np.testing.assert_allclose(boundary.log_ratio(points), 0.0, atol=1e-12)
+
+
 def test_equal_non_isotropic_covariance_is_the_hyperplane_formula(rng):
     d = 6
     cov = theory.random_spd(d, rng)
@@ -164,6 +177,16 @@ def test_lemma1_class1_gets_arbitrarily_close(dim):
     assert sweep.d2.mean(axis=1).min() > 0.3  # class 2 stays far: only class 1 is vulnerable
 
 
+def test_lemma1_direction_stays_class1s_minimal_variance_up_to_the_top_of_the_sweep():
+    # the lemma needs d to be class 1's direction of minimal variance; the chapter sweeps sigma1 up to 1
+    for dim in (2, 200):
+        pair = theory.lemma1_model(0.99, dim, seed=0)
+        values, vectors = np.linalg.eigh(pair.g1.cov)
+        assert values[0] == pytest.approx(0.99**2, rel=1e-9)
+        assert values[1] > 1.0
+        assert vectors[:, 0] @ pair.g2.cov @ vectors[:, 0] == pytest.approx(1.0, rel=1e-9)
+
+
 def test_lemma1_model_has_sigma1_as_smallest_class1_std():
     pair = theory.lemma1_model(1e-3, 5, seed=3)
     eig1 = np.linalg.eigvalsh(pair.g1.cov)
@@ -235,6 +258,20 @@ def test_theorem1_symmetric_mixture_robust_asymmetric_vulnerable():
     # The pair-quadric distances are those of the full mixtures (the brute-force ray search).
     assert sym.max_residual < 1e-10
     assert sym.max_rel_diff < 1e-6 and asym.max_rel_diff < 1e-3
+
+
+def test_overlapping_components_make_the_pair_distance_no_bound_and_the_residual_says_so():
+    # class 1: two equal-weight unit Gaussians 0.01 apart, class 2: one at (3, 0); on the x1 axis the
+    # full mixture's boundary is near x1 = 1.5, while the single pair's boundary shifts by log 2
+    g = theory.Gaussian
+    mix1 = theory.GaussianMixture([1, 1], [g([0, 0], np.eye(2)), g([0, 0.01], np.eye(2))])
+    mix2 = theory.GaussianMixture([1], [g([3, 0], np.eye(2))])
+    x = np.array([[3.0, 0.0], [0.0, 0.0]])
+    found = theory.mixture_boundary_distance(x, mix1, mix2)
+    brute = theory.ray_boundary_distance_2d(x, theory.MixturePair(mix1, mix2).log_ratio, r_max=10.0)
+    np.testing.assert_allclose(brute, 1.5, atol=1e-2)
+    assert found.distance[0] > brute[0] + 0.2  # above the true distance: not a lower bound here
+    np.testing.assert_allclose(found.residual, np.log(2), atol=1e-2)
 
 
 def test_mixture_pair_distance_is_a_lower_bound_and_exact_when_consistent(rng):
