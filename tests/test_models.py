@@ -259,8 +259,12 @@ def test_unknown_precomputed_mode_lists_valid_modes(bad):
 
 def test_svm_input_errors(svm_data):
     x, y, _ = svm_data
-    with pytest.raises(ValueError, match="gamma must be"):
-        RBFSVM(-1.0)
+    for bad in (-1.0, 0, True, float("nan"), float("inf"), "auto", None):
+        with pytest.raises(ValueError, match="gamma must be a number > 0 or 'scale'"):
+            RBFSVM(bad)
+    # a gamma from numpy (e.g. picked from an array of candidates) is a number like any other
+    model = RBFSVM(np.float32(0.5), device="cpu").fit(x, y)
+    assert model.gamma_ == pytest.approx(0.5) and isinstance(model.gamma_, float)
     with pytest.raises(ValueError, match="C must be > 0"):
         LinearSVM(C=0.0)
     with pytest.raises(ValueError, match="both labels 0 and 1"):

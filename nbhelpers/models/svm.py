@@ -13,6 +13,8 @@ the same problem (see ``bench/bench_svm.py``).
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import time
 import warnings
@@ -200,7 +202,8 @@ class RBFSVMModule(_SVMModule):
         for s in range(0, self.support_vectors.shape[0], self.block):
             sv = self.support_vectors[s : s + self.block].double()
             d2 = x_sq[:, None] + self.sv_sq_norms[None, s : s + self.block].double() - 2.0 * x64 @ sv.T
-            f = f + torch.exp(-self.gamma * d2.clamp_min(0.0)) @ self.dual_coef[s : s + self.block].double()
+            kernel = torch.exp(-self.gamma.double() * d2.clamp_min(0.0))
+            f = f + kernel @ self.dual_coef[s : s + self.block].double()
         return f
 
 
@@ -385,7 +388,8 @@ class RBFSVM(_KernelSVM):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if not (self.gamma == "scale" or (isinstance(self.gamma, int | float) and self.gamma > 0)):
+        number = isinstance(self.gamma, numbers.Real) and not isinstance(self.gamma, bool)  # np.float32 too
+        if not (self.gamma == "scale" or (number and math.isfinite(self.gamma) and self.gamma > 0)):
             raise ValueError(f"gamma must be a number > 0 or 'scale', got {self.gamma!r}")
 
     def _resolve_gamma(self, x: np.ndarray) -> float:
