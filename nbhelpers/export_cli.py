@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                     f"{args.seed}: {per_class} samples per class; MFAs fitted to the {written['source']}",
                     file=sys.stderr,
                 )
-    except (ExportError, ValueError) as err:  # ValueError: e.g. cuda requested without a GPU, too few images
+    # ValueError: e.g. cuda without a GPU, too few images; OSError: a missing or unreadable data folder
+    except (ExportError, ValueError, OSError) as err:
         print(f"nbhelpers export-dataset: error: {err}", file=sys.stderr)
         return 2
     return 0

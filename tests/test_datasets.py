@@ -174,6 +174,18 @@ def test_cache_key_follows_the_data_not_the_spelling_of_its_folder(tmp_path, mon
     relative = key("data")
     assert key(tmp_path / "data") == relative and key("other/../data") == relative
     assert key("data", seed=1) != relative
+
+    # relabelled data, or one image changed anywhere, is other data: the fits must not be reused
+    import dataclasses
+
+    task = load_task("mnist", "0_vs_6", data_dir="data")
+    base = datasets._cache_key(task, "quick", 0, 2.5, 0.05)
+    assert base == relative
+    flipped = dataclasses.replace(task, y_train=1 - task.y_train)
+    assert datasets._cache_key(flipped, "quick", 0, 2.5, 0.05) != base
+    edited = task.x_train.copy()
+    edited[1, 100] = 1.0 - edited[1, 100]
+    assert datasets._cache_key(dataclasses.replace(task, x_train=edited), "quick", 0, 2.5, 0.05) != base
     assert (
         source_label(str(tmp_path / "data")) == "data folder data"
         and source_label("sample") == "bundled sample"

@@ -97,6 +97,7 @@ MALE = ["--dataset", "celeba", "--attribute", "Male"]
         ([*MALE, "--device", "tpu"], "valid devices are auto, cpu, cuda"),
         ([*MALE, "--n-train", "0"], "--n-train must be at least 1"),
         ([*MALE, "--seed", "-1"], "--seed must be a non-negative"),
+        ([*MALE, "--data-dir", "no_such_folder"], "no_such_folder does not exist"),
     ],
 )
 def test_bad_input_exits_2_with_the_valid_choices(sample_env, capsys, args, message):
