@@ -130,6 +130,31 @@ def test_foolbox_attacks_on_unequal_covariances():
     assert np.median(ratios["cw"]) < 1.02
 
 
+def test_ddn_gives_the_same_numbers_whatever_torchs_global_random_state():
+    """Far from the boundary the Bayes classifier's float32 logits give a zero cross-entropy gradient,
+    which DDN replaces by a random direction: the draws must come from the call's own seed."""
+    from nbhelpers.datasets import sample_dataset
+    from tests.test_experiments import tiny_pair
+
+    pair = tiny_pair(gap=0.3)
+    x, y = (torch.from_numpy(a) for a in sample_dataset(pair, 8, seed=1000))
+    model = BayesClassifier(*pair)
+    xr = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(model(xr), y).backward()
+    assert int((xr.grad.flatten(1).norm(dim=1) == 0).sum()) > 0  # the case that draws at random
+
+    outcomes = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        state = torch.get_rng_state()
+        outcomes.append(run_foolbox_attack(model, x, y, "ddn", device="cpu"))
+        assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is left alone
+    assert bool(outcomes[0].success.all())
+    assert torch.equal(outcomes[0].l2, outcomes[1].l2) and torch.equal(outcomes[0].x_adv, outcomes[1].x_adv)
+    other = run_foolbox_attack(model, x, y, "ddn", device="cpu", seed=1)
+    assert not torch.equal(other.l2, outcomes[0].l2)  # the seed is what sets the draws
+
+
 def test_fmn_projection_is_repaired():
     # foolbox 3.3.4's own L2 FMN never shrinks its first overshooting steps
     model, x, y, exact = isotropic_pair(n=8)

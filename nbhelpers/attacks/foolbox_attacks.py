@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +106,17 @@ def default_batch_size(device: torch.device | str) -> int:
     return CUDA_BATCH_SIZE if torch.device(device).type == "cuda" else CPU_BATCH_SIZE
 
 
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's CPU generator (and ``device``'s, on CUDA) seeded with ``seed``, restored afterwards."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 def run_foolbox_attack(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -114,6 +127,7 @@ def run_foolbox_attack(
     batch_size: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    seed: int = 0,
     **overrides: Any,
 ) -> FoolboxAttackResult:
     """Attack ``x`` (``[n, ...]``, the model's input shape, values in [0, 1]) with true labels ``y`` ``[n]``.
@@ -121,7 +135,10 @@ def run_foolbox_attack(
     ``attack`` is a name from ``FOOLBOX_ATTACKS`` (built by ``make_foolbox_attack`` with the
     profile and ``overrides``) or a ready foolbox attack. ``device`` defaults to where the model's
     parameters/buffers live. Results come back on ``x``'s device. ``batch_size``: samples attacked
-    together (default: ``default_batch_size(device)``).
+    together (default: ``default_batch_size(device)``). ``seed``: the random draws of an attack (DDN
+    replaces a zero gradient, as a Bayes classifier's far-from-the-boundary float32 logits give, by a random
+    direction) come from generators seeded from it and each batch's start, torch's global random state
+    left as it was, so that the same call gives the same numbers.
     """
     if x.shape[0] == 0:
         raise ValueError("no samples to attack: x is empty")
@@ -149,7 +166,8 @@ def run_foolbox_attack(
     for i in tqdm(range(0, x.shape[0], batch_size), desc=f"{label} attack", disable=not progress):
         xb = x[i : i + batch_size].to(device)
         yb = y[i : i + batch_size].to(device)
-        _, x_adv, _ = fb_attack(fmodel, xb, fb.criteria.Misclassification(yb), epsilons=None)
+        with _seeded(hash((seed, i)) & 0xFFFF_FFFF, device):
+            _, x_adv, _ = fb_attack(fmodel, xb, fb.criteria.Misclassification(yb), epsilons=None)
         x_adv = x_adv.detach()
         with torch.no_grad():
             success = model(x_adv).argmax(dim=1) != yb
