@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {', '.join(steps)}")
         return 0
     by_name = {folder.name: folder for folder in runs}
-    chosen = args.clear or list(by_name)
+    chosen = list(dict.fromkeys(args.clear)) or list(by_name)  # a run named twice is deleted once
     unknown = [name for name in chosen if name not in by_name]
     if unknown:
         valid = ", ".join(by_name) or "none: there are no checkpoints"

@@ -20,11 +20,14 @@ import ast
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 import threading
 import time
+import tokenize
 import traceback
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,16 +79,29 @@ def notebook_parameters(path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
-def _parameters_cell(parameters: dict[str, Any]) -> dict[str, Any]:
-    lines = ["# Parameters"] + [f"{name} = {value!r}" for name, value in parameters.items()]
-    return {
+def _literal(value: Any) -> str:
+    """Python source for a JSON value, as papermill writes it (``float('nan')``: ``nan`` is no name)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _parameters_cell(parameters: dict[str, Any], with_id: bool = True) -> dict[str, Any]:
+    lines = ["# Parameters"] + [f"{name} = {_literal(value)}" for name, value in parameters.items()]
+    cell = {
         "cell_type": "code",
         "execution_count": None,
-        "id": uuid.uuid4().hex[:8],
         "metadata": {"tags": [INJECTED_TAG]},
         "outputs": [],
         "source": "\n".join(lines) + "\n",
     }
+    if with_id:  # cell ids exist from nbformat 4.5 on; an older notebook would be invalid with one
+        cell["id"] = uuid.uuid4().hex[:8]
+    return cell
 
 
 def inject_parameters(nb: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
@@ -93,13 +109,50 @@ def inject_parameters(nb: dict[str, Any], parameters: dict[str, Any]) -> dict[st
     cells = [c for c in nb["cells"] if INJECTED_TAG not in _tags(c)]
     at = next((i + 1 for i, c in enumerate(cells) if PARAMETERS_TAG in _tags(c)), 0)
     if parameters:
-        cells.insert(at, _parameters_cell(parameters))
+        cells.insert(at, _parameters_cell(parameters, with_id=nb.get("nbformat_minor", 0) >= 5))
     return {**nb, "cells": cells}
 
 
+def _statement_starts(source: str) -> set[int] | None:
+    """Numbers (from 1) of the lines on which a statement starts; None when the source does not tokenize."""
+    starts: set[int] = set()
+    depth, at_start = 0, True
+    skip = (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT, tokenize.ENCODING, tokenize.ENDMARKER)
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type in (tokenize.NEWLINE, tokenize.NL):
+                at_start = at_start or depth == 0
+                continue
+            if token.type in skip:
+                continue
+            if at_start and depth == 0:
+                starts.add(token.start[0])
+            at_start = False
+            if token.type == tokenize.OP and token.string in "([{":
+                depth += 1
+            elif token.type == tokenize.OP and token.string in ")]}":
+                depth = max(0, depth - 1)
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    return starts
+
+
 def _without_magics(source: str) -> str:
-    """Drop IPython line magics and shell escapes (they have no meaning outside IPython)."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    """Drop IPython line magics (``%matplotlib inline``) and shell escapes (``!cmd``, with a warning):
+    they mean nothing outside IPython. Only lines that start a statement are such lines; a ``%`` or ``!``
+    that continues an expression or sits inside a string is code."""
+    lines = source.splitlines()
+    starts = _statement_starts(source)
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        if line.lstrip().startswith(("%", "!")) and (starts is None or number in starts):
+            if line.lstrip().startswith("!"):
+                print(f"[notebook_runner] shell line skipped (IPython only): {line.strip()}", file=sys.stderr)
+            indent = line[: len(line) - len(line.lstrip())]
+            kept.append(f"{indent}pass")  # keeps a block that held only the magic valid
+        else:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 class _Tee(io.TextIOBase):
@@ -144,10 +197,11 @@ def _run_cell(source: str, namespace: dict[str, Any], name: str) -> Any:
     last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
     if last is not None:
         tree.body = tree.body[:-1]
-    exec(compile(tree, name, "exec"), namespace)
+    # dont_inherit: the cells must not run under this module's ``from __future__ import annotations``
+    exec(compile(tree, name, "exec", dont_inherit=True), namespace)
     if last is None:
         return None
-    return eval(compile(ast.Expression(last.value), name, "eval"), namespace)
+    return eval(compile(ast.Expression(last.value), name, "eval", dont_inherit=True), namespace)
 
 
 @contextlib.contextmanager
@@ -180,8 +234,31 @@ def run_notebook(
     import matplotlib.pyplot as plt
 
     output = Path(output)
-    nb = inject_parameters(read_notebook(notebook), dict(parameters or {}))
-    namespace: dict[str, Any] = {"__name__": "__main__", "display": _display}
+    parameters = dict(parameters or {})
+    declared = notebook_parameters(notebook)
+    for name in parameters:
+        if declared and name not in declared:  # papermill's warning: a typo would otherwise go unnoticed
+            print(f"[notebook_runner] Passed unknown parameter: {name}", file=sys.stderr)
+    nb = inject_parameters(read_notebook(notebook), parameters)
+    for cell in nb["cells"]:  # as papermill does: no output of an earlier execution survives
+        if cell.get("cell_type") == "code":
+            cell["execution_count"], cell["outputs"] = None, []
+    # The cells run as the __main__ module, so that what they define can be pickled (torch.save, workers).
+    main_module = types.ModuleType("__main__")
+    main_module.__dict__["display"] = _display
+    saved_main = sys.modules.get("__main__")
+    sys.modules["__main__"] = main_module
+    try:
+        return _run_cells(nb, output, main_module.__dict__, plt, matplotlib)
+    finally:
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+
+
+def _run_cells(
+    nb: dict[str, Any], output: Path, namespace: dict[str, Any], plt: Any, matplotlib: Any
+) -> bool:
+    """:func:`run_notebook`'s loop over the cells of ``nb`` in ``namespace``."""
     count = 0
     for index, cell in enumerate(nb["cells"]):
         if cell.get("cell_type") != "code":

@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 
 from nbhelpers import theory
 from nbhelpers.progress import tqdm
-from nbhelpers.widgets import image_slider
 
 CLASS_COLORS = ("tab:blue", "tab:orange")
 _BOUNDARY = {"colors": "black", "linewidths": 1.2}
@@ -267,4 +266,7 @@ def ratio_slider(
     """A slider over precomputed :func:`plot_ratio_panel` frames, one per ratio (works offline)."""
     ratios = list(ratios)
     frames = [plot_ratio_panel(r, n_points, seed) for r in tqdm(ratios, desc="frames", disable=not progress)]
+    # imported here: the other plots of this module need no ipywidgets (a host without Jupyter)
+    from nbhelpers.widgets import image_slider
+
     return image_slider(frames, [f"{r:.3g}" for r in ratios], "σ1/σ2", dpi=dpi)

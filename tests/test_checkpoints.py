@@ -385,7 +385,8 @@ def test_command_line_lists_and_clears_checkpoints(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no checkpoints of run(s) nothing__here" in err and "03_bayes_robustness__celeba__Bangs" in err
     assert kept.steps() and other.steps()  # a bad name deletes nothing
-    assert cli_main(["checkpoints", "--clear", "04_learned_classifiers__mnist__0_vs_6__paper__seed0"]) == 0
+    twice = ["04_learned_classifiers__mnist__0_vs_6__paper__seed0"] * 2  # a run named twice is deleted once
+    assert cli_main(["checkpoints", "--clear", *twice]) == 0
     assert not other.folder.exists() and kept.steps()
     assert cli_main(["checkpoints", "--clear"]) == 0
     out = capsys.readouterr().out

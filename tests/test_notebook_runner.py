@@ -60,6 +60,47 @@ def test_cells_run_in_order_with_injected_parameters_and_their_output(tmp_path):
     nbformat.validate(nbformat.reads(out.read_text(), as_version=4))
 
 
+def test_the_runner_executes_what_papermill_would(tmp_path, capsys):
+    """Non-finite parameters, '%' and '!' that are code, annotations, pickling, old outputs: as in Jupyter."""
+    source = _notebook(
+        tmp_path / "in.ipynb",
+        ("f = 1.0\ng = [0.0]\nn = 1", ["parameters"]),
+        ('y = (n\n     != 2)\nz = (7\n  % 3)\ntext = """\n% not a magic\n!not a shell line\n"""', []),
+        ("!echo skipped\nif n:\n    %matplotlib inline\nprint('after the magics')", []),
+        ("x: int = 1\nannotations = dict(__annotations__)", []),
+        (
+            "import pickle\ndef twice(v):\n    return 2 * v\n"
+            "restored = pickle.loads(pickle.dumps(twice))(21)",
+            [],
+        ),
+        ("print(f, g, y, z, repr(text), annotations, restored)", []),
+    )
+    # outputs of an earlier execution, in a cell that will not run
+    stale = nbformat.read(source, as_version=4)
+    stale.cells.append(nbformat.v4.new_code_cell("1 / 0"))
+    stale.cells.append(nbformat.v4.new_code_cell("'never'", execution_count=7))
+    stale.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="STALE\n")]
+    nbformat.write(stale, source)
+    out = tmp_path / "out.ipynb"
+    params = {"f": float("nan"), "g": [float("inf"), float("-inf")], "n": 3, "unknown": 1}
+    assert runner.run_notebook(source, out, params) is False  # stops at 1 / 0
+    nb = json.loads(out.read_text())
+    assert nb["cells"][2]["source"] == (
+        "# Parameters\nf = float('nan')\ng = [float('inf'), float('-inf')]\nn = 3\nunknown = 1\n"
+    )
+    printed = _outputs(nb, 7)[0]["text"]
+    assert (
+        printed
+        == "nan [inf, -inf] True 1 '\\n% not a magic\\n!not a shell line\\n' {'x': <class 'int'>} 42\n"
+    )
+    errors = "".join(
+        o.get("text", "") for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stderr"
+    )
+    assert "Passed unknown parameter: unknown" in capsys.readouterr().err  # in the run's log, as papermill's
+    assert "shell line skipped (IPython only): !echo skipped" in errors
+    assert _outputs(nb, 9) == [] and nb["cells"][9]["execution_count"] is None  # nothing stale survives
+
+
 def test_a_raising_cell_stops_the_run_and_is_recorded(tmp_path):
     source = _notebook(
         tmp_path / "in.ipynb",
@@ -128,6 +169,13 @@ def test_a_chapter_runs_where_jupyter_is_not_installed(tmp_path):
     text = "".join(o.get("text", "") for c in nb["cells"] for o in c.get("outputs", []))
     assert "training images per class" in text and "Bayes" in text
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+
+
+def test_the_plotting_modules_import_where_jupyter_is_not_installed():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(NO_JUPYTER), str(ROOT)])}
+    code = "import nbhelpers.theory_plots, nbhelpers.dataset_plots, nbhelpers.summary; print('ok')"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr[-2000:]
 
 
 def test_offline_wheels_pin_the_foolbox_of_the_requirements():
