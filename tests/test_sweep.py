@@ -416,6 +416,25 @@ def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
     raise AssertionError(f"process {pid} (a sweep worker or its kernel) outlived its sweep by {timeout} s")
 
 
+def _start_sweep_sleeping_on_slow(argv: list[str], cwd: Path, log: Path, marker: Path) -> subprocess.Popen:
+    """The probe sweep as its own process, its "Slow" run sleeping once it has written ``marker``."""
+    env = {
+        **os.environ,
+        "SWEEP_PROBE_LOG": str(log),
+        "SWEEP_PROBE_SLEEP_ON": "Slow",
+        "SWEEP_PROBE_MARKER": str(marker),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so a test can kill it with its workers
+    )
+
+
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX signals")
 @pytest.mark.parametrize(
     ("victim", "engine"),
@@ -435,23 +454,9 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
     runner's process)."""
     log, marker = tmp_path / "executed.log", tmp_path / "in_flight.json"
     version = results.code_version()
-    env = {
-        **os.environ,
-        "SWEEP_PROBE_LOG": str(log),
-        "SWEEP_PROBE_SLEEP_ON": "Slow",
-        "SWEEP_PROBE_MARKER": str(marker),
-    }
     tasks = ["mnist:0_vs_6", "celeba:Slow", "celeba:Smiling"]
     argv = options(book, "--tasks", *tasks, "--jobs", "1", "--engine", engine)
-    proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), *argv],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, so "sweep" can kill it with its workers
-    )
+    proc = _start_sweep_sleeping_on_slow(argv, tmp_path, log, marker)
     try:
         pids = _wait_for_marker(marker, proc)
         assert pids["worker"] != proc.pid  # runs execute in worker processes
@@ -510,22 +515,8 @@ def test_a_run_that_another_sweep_is_executing_is_left_alone(book, tmp_path, mon
     """A second sweep over the same results reports the run as taken by the first (naming its process) and
     touches none of its files; once the first is SIGKILLed its lock is gone and the run executes."""
     log, marker = tmp_path / "executed.log", tmp_path / "in_flight.json"
-    env = {
-        **os.environ,
-        "SWEEP_PROBE_LOG": str(log),
-        "SWEEP_PROBE_SLEEP_ON": "Slow",
-        "SWEEP_PROBE_MARKER": str(marker),
-    }
     argv = options(book, "--tasks", "celeba:Slow", "--jobs", "1", "--engine", "python")
-    first = subprocess.Popen(
-        [sys.executable, str(DRIVER), *argv],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    first = _start_sweep_sleeping_on_slow(argv, tmp_path, log, marker)
     (run,) = sweep.plan_sweep(
         tasks=["celeba:Slow"], **_dirs(book), tasks_for=probe_tasks, engine="python"
     ).runs
