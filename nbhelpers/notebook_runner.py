@@ -64,7 +64,11 @@ def read_notebook(path: str | os.PathLike) -> dict[str, Any]:
 
 def notebook_parameters(path: str | os.PathLike) -> dict[str, str]:
     """Names assigned in the cell tagged ``parameters`` -> the source of their default value."""
-    nb = read_notebook(path)
+    return _declared_parameters(read_notebook(path))
+
+
+def _declared_parameters(nb: dict[str, Any]) -> dict[str, str]:
+    """:func:`notebook_parameters` of a notebook already read."""
     cells = [c for c in nb["cells"] if c.get("cell_type") == "code" and PARAMETERS_TAG in _tags(c)]
     if not cells:
         return {}
@@ -235,11 +239,12 @@ def run_notebook(
 
     output = Path(output)
     parameters = dict(parameters or {})
-    declared = notebook_parameters(notebook)
+    nb = read_notebook(notebook)
+    declared = _declared_parameters(nb)
     for name in parameters:
         if declared and name not in declared:  # papermill's warning: a typo would otherwise go unnoticed
             print(f"[notebook_runner] Passed unknown parameter: {name}", file=sys.stderr)
-    nb = inject_parameters(read_notebook(notebook), parameters)
+    nb = inject_parameters(nb, parameters)
     for cell in nb["cells"]:  # as papermill does: no output of an earlier execution survives
         if cell.get("cell_type") == "code":
             cell["execution_count"], cell["outputs"] = None, []

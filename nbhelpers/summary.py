@@ -28,6 +28,7 @@ entry (see ``results/paper/README.md``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -674,24 +675,29 @@ def _table3_drops(results: SummaryResults) -> dict[Task, float]:
     return {task: drop for task, drop in drops.items() if not math.isnan(drop)}
 
 
-def _our_number(results: SummaryResults, number: pv.PaperNumber, convention: str) -> tuple[float, str, float]:
+def _our_number(
+    results: SummaryResults, number: pv.PaperNumber, convention: str
+) -> tuple[float, str, pv.PaperNumber]:
     """Our counterpart of one paper number, the task label to show (an average names its tasks), and the
-    paper's number to set beside it: ``number.value``, or for an average over fewer tasks than the paper's,
-    the paper's average over the same tasks."""
+    paper's number to set beside it: ``number``, or for an average over fewer tasks than the paper's, the
+    paper's average over the same tasks (value and source replaced)."""
     task = (number.dataset, number.attribute)
     label = task_label(*task)
     quantity = number.quantity
     if quantity == "table3_drop":
         drops = _table3_drops(results)
         if not drops:
-            return math.nan, label, number.value
+            return math.nan, label, number
         if set(drops) >= set(pv.TABLE3):
-            return float(np.mean(list(drops.values()))), f"{label} (all {len(pv.TABLE3)} tasks)", number.value
+            return float(np.mean(list(drops.values()))), f"{label} (all {len(pv.TABLE3)} tasks)", number
         # like for like: the paper's Table 3 drops of our tasks, not its text's average over all five
         paper = [real - symmetric for real, symmetric in map(_paper_table3, drops)]
         tasks = f"{len(drops)} task{'s' if len(drops) != 1 else ''}"
-        return float(np.mean(list(drops.values()))), f"{label} (the same {tasks})", float(np.nanmean(paper))
-    return _our_value(results, number, convention, task), label, number.value
+        same = dataclasses.replace(
+            number, value=float(np.nanmean(paper)), source="Table 3 (appendix D.4.2), the same tasks"
+        )
+        return float(np.mean(list(drops.values()))), f"{label} (the same {tasks})", same
+    return _our_value(results, number, convention, task), label, number
 
 
 def _our_value(results: SummaryResults, number: pv.PaperNumber, convention: str, task: Task) -> float:
@@ -734,17 +740,16 @@ def compare_with_paper(
     rows = []
     for number in pv.paper_numbers():
         ours, label, paper = _our_number(results, number, convention)
-        source = number.source if paper == number.value else "Table 3 (appendix D.4.2), the same tasks"
         rows.append(
             {
                 "quantity": number.quantity,
                 "what": pv.QUANTITIES[number.quantity],
                 "task": label,
                 "model": _COMPARISON_MODEL_LABELS.get(number.model, number.model),
-                "paper": paper,
+                "paper": paper.value,
                 "ours": ours,
-                "difference": ours - paper,
-                "source": source,
+                "difference": ours - paper.value,
+                "source": paper.source,
             }
         )
     table = pd.DataFrame(rows)
