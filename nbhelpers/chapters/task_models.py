@@ -1,0 +1,118 @@
+"""The models of one task at a profile's sizes, fitted once and cached for the chapters that follow.
+
+``build_task_models`` loads the task's real images (``nbhelpers.science.data``), fits the class MFAs with the
+profile's sizes and derives the symmetric and asymmetric pairs (``nbhelpers.science.datasets``). The result
+is cached under ``<cache>/models/`` (``$NBHELPERS_CACHE_DIR``), so chapters 3-5 reuse chapter 2's fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nbhelpers.chapters.profiles import get_profile
+from nbhelpers.core.device import resolve_device
+from nbhelpers.core.paths import cache_dir
+from nbhelpers.core.versions import source_version
+from nbhelpers.science.data import TaskData, canonical_task, load_task
+from nbhelpers.science.datasets import (
+    OUTLIER_STEP,
+    OUTLIER_WEIGHT,
+    TaskModels,
+    derive_task_models,
+    fit_class_models,
+    load_task_models,
+    save_task_models,
+)
+
+
+def build_task_models(
+    dataset: str,
+    attribute: str,
+    profile: str = "quick",
+    seed: int = 0,
+    device: str = "auto",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    outlier_step: float = OUTLIER_STEP,
+    outlier_weight: float = OUTLIER_WEIGHT,
+    cache: bool = True,
+    progress: bool = True,
+) -> TaskModels:
+    """Fit (or load from the cache) the class MFAs of a task and derive both dataset variants.
+
+    The cache key holds the task, profile, seed, data source, outlier settings and the version of the
+    sources the fit runs (``source_version`` of this module: it and what it imports), so a change to any of
+    them refits. Models are stored as safetensors.
+    """
+    dataset, attribute = canonical_task(dataset, attribute)
+    sizes = get_profile(profile).mfa
+    torch_device = resolve_device(device)
+    task = load_task(
+        dataset, attribute, data_dir=data_dir, max_per_class=sizes.max_images_per_class, seed=seed
+    )
+    key = _cache_key(task, profile, seed, outlier_step, outlier_weight)
+    folder = cache_dir() / "models" / f"{dataset}__{attribute}__{profile}__seed{seed}__{key}"
+    if cache and (folder / "meta.json").exists():
+        return load_task_models(folder, torch_device)
+
+    components, latent_dim = zip(
+        *(sizes.components(dataset, int((task.y_train == label).sum())) for label in (0, 1)), strict=True
+    )
+    fitted = fit_class_models(
+        task,
+        components,
+        latent_dim[0],
+        sizes.em_iterations,
+        batch_size=sizes.batch_size,
+        seed=seed,
+        device=torch_device,
+        progress=progress,
+    )
+    models = derive_task_models(
+        task, fitted, profile=profile, seed=seed, outlier_step=outlier_step, outlier_weight=outlier_weight
+    )
+    models.to(torch_device)
+    if cache:
+        _publish(models, folder)
+    return models
+
+
+def _publish(models: TaskModels, folder: Path) -> None:
+    """Save ``models`` to the cache ``folder`` as a whole: written beside it, then renamed into place.
+
+    Runs of the same task in parallel (a sweep's chapters 3-5) may fit the same models at once; a run
+    that reads the folder must never see another rewriting it. The first complete folder stays.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        save_task_models(models, staging)
+        if folder.exists() and not (folder / "meta.json").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # left half-written by a crash of an older version
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / "meta.json").exists():  # not a finished folder of another run: a real error
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _cache_key(task: TaskData, profile: str, seed: int, step: float, weight: float) -> str:
+    digest = hashlib.sha256()
+    # The sources this module runs (not the whole package): editing a chapter's other helpers keeps the fits.
+    code = source_version(__name__)
+    # The folder's real path: "../data" and "/home/me/data" are the same data and the same fits.
+    source = task.source if task.source == "sample" else os.path.realpath(task.source)
+    for part in (source, profile, seed, step, weight, task.x_train.shape, code):
+        digest.update(str(part).encode())
+    # Every image and every label (under a second at the paper's sizes): relabelled or edited data refits.
+    digest.update(np.ascontiguousarray(task.x_train).view(np.uint8))
+    digest.update(np.ascontiguousarray(task.y_train, dtype=np.int64).view(np.uint8))
+    return digest.hexdigest()[:12]

@@ -1,0 +1,36 @@
+"""Adversarial attacks: the paper's gradient attack on MFA classifiers and foolbox's minimum-L2 attacks."""
+
+from nbhelpers.science.attacks.best_of import (
+    ATTACKS,
+    AttackOutcome,
+    AttackResult,
+    best_of,
+    check_attack_names,
+    run_attack,
+    run_attacks,
+)
+from nbhelpers.science.attacks.foolbox_attacks import (
+    FOOLBOX_ATTACKS,
+    AttackBudget,
+    FoolboxAttackResult,
+    make_foolbox_attack,
+    run_foolbox_attack,
+)
+from nbhelpers.science.attacks.gradient import GradientAttackResult, L2ComponentGradientAttack
+
+__all__ = [
+    "ATTACKS",
+    "FOOLBOX_ATTACKS",
+    "AttackBudget",
+    "AttackOutcome",
+    "AttackResult",
+    "FoolboxAttackResult",
+    "GradientAttackResult",
+    "L2ComponentGradientAttack",
+    "best_of",
+    "check_attack_names",
+    "make_foolbox_attack",
+    "run_attack",
+    "run_attacks",
+    "run_foolbox_attack",
+]
