@@ -1,6 +1,6 @@
 """Benchmark of the attacks on the Bayes-optimal classifier at the CelebA size (d = 3 x 64 x 64).
 
-Times the paper's gradient attack (nbhelpers.attacks.L2ComponentGradientAttack, default
+Times the paper's gradient attack (nbhelpers.science.attacks.L2ComponentGradientAttack, default
 hyperparameters) and foolbox's CW-L2 (the profile's steps and binary-search steps) on samples of
 a random image-like MFA pair with K components of latent dimension l per class (real fitted
 models are not needed for timing), and reports the success rate and mean L2 of each.
@@ -17,10 +17,11 @@ import time
 
 import torch
 
-from nbhelpers.attacks import L2ComponentGradientAttack, make_foolbox_attack, run_foolbox_attack
-from nbhelpers.classifier import BayesClassifier
-from nbhelpers.config import get_device, get_profile
-from nbhelpers.mfa import MFA
+from nbhelpers.chapters.profiles import get_profile
+from nbhelpers.core.device import resolve_device
+from nbhelpers.science.attacks import L2ComponentGradientAttack, make_foolbox_attack, run_foolbox_attack
+from nbhelpers.science.classifier import BayesClassifier
+from nbhelpers.science.mfa import MFA
 
 
 def random_pair(K: int, d: int, l: int, sigma: float, device: torch.device, seed: int) -> BayesClassifier:  # noqa: E741
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.n < 1 or args.d < 2 or args.K < 1 or not 1 <= args.l < args.d:
         parser.error("need --n >= 1, --K >= 1 and 1 <= --l < --d")
-    device = get_device(args.device)
+    device = resolve_device(args.device)
     cw_n = args.n if args.cw_n is None else args.cw_n
     sizes = get_profile(args.profile).attacks
     cw_steps = sizes.cw_steps if args.cw_steps is None else args.cw_steps
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     if cw_n > 0:
-        cw = make_foolbox_attack("cw", args.profile, steps=cw_steps)
+        cw = make_foolbox_attack("cw", sizes.budget, steps=cw_steps)
         seconds, cpu, res = timed(
             lambda: run_foolbox_attack(model, x[:cw_n], y[:cw_n], cw, batch_size=args.batch_size), device
         )

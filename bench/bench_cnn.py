@@ -12,7 +12,7 @@ projects the CNN work of chapter 4 per task at the profile's sizes (the Figure 8
   as in the chapter) of the same samples again. CW's early abort shortens some rounds, so this is an upper
   bound.
 
-With ``--figure8`` it times instead each CNN of chapter 4's Figure 8 sweeps (``experiments.run_sweeps``) and
+With ``--figure8`` it times instead each CNN of chapter 4's Figure 8 sweeps (``ch4_learned.run_sweeps``) and
 projects each point: training (one pass over ``n`` fresh samples for the train-size points; the profile's
 epochs over the symmetric training set for the others, with the TRADES loss for beta > 0) and the sweep's DDN
 attack (``min_norm_steps`` steps on ``n_attack`` samples). The point with the base CNN's settings is left out
@@ -33,11 +33,12 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from nbhelpers.attacks.foolbox_attacks import default_batch_size
-from nbhelpers.config import get_device, get_profile
-from nbhelpers.models import CNN
-from nbhelpers.models.trades import trades_batch_loss
-from nbhelpers.summary import format_duration
+from nbhelpers.chapters.profiles import get_profile
+from nbhelpers.core.device import resolve_device
+from nbhelpers.runs.manifest import format_duration
+from nbhelpers.science.attacks.foolbox_attacks import default_batch_size
+from nbhelpers.science.models import CNN
+from nbhelpers.science.models.trades import trades_batch_loss
 
 SHAPES = {"mnist": (1, 28, 28), "celeba": (3, 64, 64)}
 
@@ -158,7 +159,7 @@ def _samples_per_second(rate: float) -> str:
 
 def figure8_points(profile: str) -> list[tuple[str, float, int, int, float, int]]:
     """Chapter 4's Figure 8 CNNs at ``profile``'s sizes that the chapter trains besides its own CNN:
-    (sweep, value, width, depth, TRADES beta, training samples), as ``experiments.run_sweeps`` makes them."""
+    (sweep, value, width, depth, TRADES beta, training samples), as ``ch4_learned.run_sweeps`` makes them."""
     sizes = get_profile(profile)
     m = sizes.models
     per_epoch = 2 * sizes.datasets.n_train_per_class
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.seconds <= 0 or args.n_score < 0:
         parser.error("--seconds must be positive and --n-score >= 0")
     sizes = get_profile(args.profile)
-    device = get_device(args.device)
+    device = resolve_device(args.device)
     m, a = sizes.models, sizes.attacks
     attack_batch = args.attack_batch or default_batch_size(device)
     n_train = 2 * sizes.datasets.n_train_per_class

@@ -1,9 +1,9 @@
-"""The RBF SVM's gamma search (``nbhelpers.models.search_gamma``): gammas fitted one at a time against
-several at once in threads (libsvm is single-threaded and releases the GIL).
+"""The RBF SVM's gamma search (``nbhelpers.science.models.search_gamma``): gammas fitted one at a time
+against several at once in threads (libsvm is single-threaded and releases the GIL).
 
-Data: real CelebA faces of one attribute, split as ``experiments.select_gamma`` splits them (a seeded 20%
-for validation), or synthetic two-class data without ``--data-dir``. The gammas are the ``paper``
-profile's. Each row is one full search (the squared distances, then every gamma); the tables of all
+Data: real CelebA faces of one attribute, split as ``nbhelpers.science.models.svm.select_gamma`` splits
+them (a seeded 20% for validation), or synthetic two-class data without ``--data-dir``. The gammas are the
+``paper`` profile's. Each row is one full search (the squared distances, then every gamma); the tables of all
 rows must be identical.
 
     python bench/bench_gamma.py --n 6000 --n-jobs 1 0 --data-dir DATA --attribute Male
@@ -19,11 +19,10 @@ import time
 import numpy as np
 import torch
 
-from nbhelpers.config import get_profile
-from nbhelpers.data import load_task
-from nbhelpers.experiments import gamma_split
-from nbhelpers.models.svm import gamma_workers, search_gamma, squared_distances
-from nbhelpers.models.training import resolve_device
+from nbhelpers.chapters.profiles import get_profile
+from nbhelpers.core.device import resolve_device
+from nbhelpers.science.data import load_task
+from nbhelpers.science.models.svm import gamma_split, gamma_workers, search_gamma, squared_distances
 
 
 def load(args: argparse.Namespace) -> tuple[np.ndarray, ...]:

@@ -1,4 +1,4 @@
-"""Benchmark of MFA EM (nbhelpers.mfa.MFA.fit) at a CelebA-like size, on data from a planted MFA.
+"""Benchmark of MFA EM (nbhelpers.science.mfa.MFA.fit) at a CelebA-like size, on data from a planted MFA.
 
 Reports the initialisation time, the time of one EM iteration (E-step pass with sufficient
 statistics plus M-step), its rate in GFLOP/s over the five matrix products that read the data,
@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from nbhelpers.config import get_device
-from nbhelpers.mfa import MFA
+from nbhelpers.core.device import resolve_device
+from nbhelpers.science.mfa import MFA
 
 
 def planted_model(K: int, d: int, l: int, dtype: str, device: torch.device, seed: int) -> MFA:  # noqa: E741
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error("--iters must be >= 1")
-    device = get_device("auto") if args.device == "auto" else torch.device(args.device)
+    device = resolve_device("auto") if args.device == "auto" else torch.device(args.device)
 
     truth = planted_model(args.K, args.d, args.l, args.dtype, device, args.seed)
     x, _ = truth.sample(args.n, generator=torch.Generator().manual_seed(args.seed + 1))

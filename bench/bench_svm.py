@@ -2,7 +2,7 @@
 
 Both paths solve the same libsvm problem; the table also reports how far apart their decision
 functions are on held-out points. Data: real CelebA faces of one attribute (``--data-dir``, a folder
-``nbhelpers.data.load_task`` reads), or else two classes of synthetic "images" in [0, 1], each a
+``nbhelpers.science.data.load_task`` reads), or else two classes of synthetic "images" in [0, 1], each a
 low-rank Gaussian (a one-component factor analyzer, like the paper's MFA classes), d pixels.
 
     python bench/bench_svm.py --sizes 500 1000 2000 --device cpu --data-dir DATA --attribute Male
@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from nbhelpers.data import load_task
-from nbhelpers.models.svm import RBFSVM
-from nbhelpers.models.training import resolve_device
+from nbhelpers.core.device import resolve_device
+from nbhelpers.science.data import load_task
+from nbhelpers.science.models.svm import RBFSVM
 
 
 def make_data(n: int, dim: int, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,8 @@ Chapter 3's asymmetric pair is the fitted pair, with the noise the EM learned, p
 lies over *thin* components of the other: the thinner they are, the smaller the push. This script rebuilds
 the asymmetric pair with every fitted component's noise std set to each ``--sigmas`` value ("fitted" keeps
 the learned noise: the chapter's own pair) and attacks each with the gradient attack
-(``robustness.asymmetric_noise_study``). The MFA pair, the outliers and the attacked samples' seed are the
-chapter's own (``--profile``, default ``paper``).
+(``nbhelpers.chapters.ch3_bayes.asymmetric_noise_study``). The MFA pair, the outliers and the attacked
+samples' seed are the chapter's own (``--profile``, default ``paper``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from nbhelpers import robustness
-from nbhelpers.data import canonical_task, source_label
-from nbhelpers.datasets import build_task_models
-from nbhelpers.results import write_json_atomic
-from nbhelpers.summary import machine_fields
+from nbhelpers.chapters.ch3_bayes import asymmetric_noise_study
+from nbhelpers.chapters.task_models import build_task_models
+from nbhelpers.core.io import write_json_atomic
+from nbhelpers.runs.manifest import machine_fields
+from nbhelpers.science.data import canonical_task, source_label
 
 FITTED = "fitted"
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset, attribute, args.profile, args.seed, args.device, data_dir=args.data_dir
     )
     fitted = time.perf_counter()
-    table = robustness.asymmetric_noise_study(models, args.sigmas, args.n_attack, args.seed, args.device)
+    table = asymmetric_noise_study(models, args.sigmas, args.n_attack, args.seed, args.device)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.out is not None:
         record = {

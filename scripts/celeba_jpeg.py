@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nbhelpers.data import _save_npz_atomic  # the loaders' own writer: a crash leaves no half-written file
+from nbhelpers.core.io import save_npz_atomic  # the one atomic writer: a crash leaves no half-written file
 
 IMAGES = "images"
 JPEG, OFFSETS, QUALITY = "jpeg", "jpeg_offsets", "jpeg_quality"
@@ -60,7 +60,7 @@ def pack(source: str | Path, target: str | Path, quality: int = 94) -> dict[str,
         squared_error += float(((_decode(encoded[-1]).astype(np.float64) - image) ** 2).sum())
     offsets = np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64)
     packed = {JPEG: np.concatenate(encoded), OFFSETS: offsets, QUALITY: np.int64(quality)}
-    target = _save_npz_atomic(Path(target), **packed, **fields)
+    target = save_npz_atomic(Path(target), **packed, **fields)
     return {"bytes": float(target.stat().st_size), "rms": (squared_error / max(images.size, 1)) ** 0.5}
 
 
@@ -75,7 +75,7 @@ def unpack(source: str | Path, target: str | Path) -> Path:
     fields.pop(QUALITY, None)
     bounds = zip(offsets[:-1], offsets[1:], strict=True)
     images = np.stack([_decode(jpeg[start:end]) for start, end in bounds])
-    return _save_npz_atomic(Path(target), **{IMAGES: images}, **fields)
+    return save_npz_atomic(Path(target), **{IMAGES: images}, **fields)
 
 
 def main(argv: list[str] | None = None) -> int:

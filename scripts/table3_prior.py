@@ -1,16 +1,16 @@
 """How much of Table 3's drop is the class prior? Train chapter 5's two CNNs with a smaller budget and
-report their real-test accuracies per class and with the real prior (``experiments.symmetric_vs_real``).
+report their real-test accuracies per class and with the real prior (``ch5_real.symmetric_vs_real``).
 
     python scripts/table3_prior.py --attribute Male --epochs 4 --data-dir DATA --out table3_Male.json
 
 Chapter 5 trains the symmetric-sample CNN for the profile's epochs (20 in ``paper``) and the real-image CNN
-for as many examples (``experiments.matched_epochs``); that is hours on a CPU. Here both get the budget of
+for as many examples (``ch5_real.matched_epochs``); that is hours on a CPU. Here both get the budget of
 ``--epochs`` epochs over the symmetric samples, so the chapter's question can be asked on a CPU: is the
 gap between the two CNNs a matter of the prior, or of the images? The MFA pair, the samples and the real
 faces are the chapter's own (``--profile``, default ``paper``).
 
 Where does the gap come from, if not the prior? ``--bayes-only`` trains no CNN and measures the MFA pairs'
-own Bayes-optimal accuracy on the real test faces (``experiments.bayes_real_accuracy``): how well the
+own Bayes-optimal accuracy on the real test faces (``ch5_real.bayes_real_accuracy``): how well the
 densities the symmetric samples come from tell the real classes apart. Three options change the MFA fit
 (the profile's sizes otherwise): ``--images-per-component N`` (one component per N training faces;
 ``paper``: 1000, as in the paper), ``--max-images-per-class N`` (fit on at most N faces per class;
@@ -21,9 +21,9 @@ trains no real-image CNN and one symmetric-sample CNN per seed S (its initialisa
 pair, the samples and the real faces stay those of ``--seed``), and records each one's real-test accuracy.
 
 A CNN takes 10-30 minutes on a CPU. With ``--out``, each one is kept as soon as it is trained
-(``nbhelpers.checkpoints``, in the cache folder, until the record is written): the same command run again
-after a crash or a kill resumes after the last finished CNN (``python -m nbhelpers checkpoints`` lists
-what is kept).
+(``nbhelpers.runs.checkpoints``, in the cache folder, until the record is written): the same command run
+again after a crash or a kill resumes after the last finished CNN (``python -m nbhelpers checkpoints``
+lists what is kept).
 """
 
 from __future__ import annotations
@@ -38,13 +38,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from nbhelpers import experiments
-from nbhelpers.checkpoints import Checkpoints
-from nbhelpers.config import PROFILES, checkpoints_dir, get_profile
-from nbhelpers.data import TaskData
-from nbhelpers.datasets import TaskModels, build_task_models
-from nbhelpers.results import write_json_atomic
-from nbhelpers.summary import machine_fields
+from nbhelpers.chapters import ch5_real, learned
+from nbhelpers.chapters.profiles import PROFILES, get_profile
+from nbhelpers.chapters.resultset import Result, ResultSet, task_label
+from nbhelpers.chapters.task_models import build_task_models
+from nbhelpers.core.io import write_json_atomic
+from nbhelpers.core.paths import checkpoints_dir
+from nbhelpers.runs.checkpoints import Checkpoints
+from nbhelpers.runs.manifest import machine_fields
+from nbhelpers.science.data import TaskData, source_label
+from nbhelpers.science.datasets import TaskModels
 
 # Options that change how the MFA pair is fitted: (argument, MFASizes field, profile name suffix).
 MFA_OPTIONS = (
@@ -110,19 +113,25 @@ def _timed_cnn(
     epochs: int,
     device: str,
 ) -> tuple[torch.nn.Module, float]:
-    """``experiments.train_cnn`` on x [n, d], y [n] through ``checkpoints`` (step ``step``): the trained CNN
-    and the seconds its training took (those of the run that trained it, when it was resumed)."""
-
-    def train() -> dict[str, Any]:
-        start = time.perf_counter()
-        cnn = experiments.train_cnn(
-            x, y, image_shape, profile=profile, seed=seed, device=device, epochs=epochs, progress=True
-        )
-        return {"cnn": cnn, "seconds": time.perf_counter() - start}
-
-    inputs = (x, y, tuple(image_shape), get_profile(profile).models, seed, epochs)
-    trained = checkpoints.cached(step, inputs, train, code=["nbhelpers.experiments"])
-    return trained["cnn"], trained["seconds"]
+    """Chapter 4's CNN (``learned.fit_cnn_timed``: the profile's width and depth) trained for ``epochs`` on
+    x [n, d], y [n] through ``checkpoints`` (step ``step``): the trained CNN and the seconds its training took
+    (those of the run that trained it, when it was resumed)."""
+    sizes = get_profile(profile).models
+    fitted = checkpoints.run(
+        step,
+        learned.fit_cnn_timed,
+        x=x,
+        y=y,
+        image_shape=tuple(image_shape),
+        sizes=sizes,
+        width=sizes.cnn_width,
+        depth=sizes.cnn_depth,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        progress=True,
+    )
+    return fitted.module, fitted.seconds
 
 
 def _write(
@@ -144,7 +153,7 @@ def _write(
         "n_real_train": len(task.y_train),
         "real_train_prior": float((task.y_train == 1).mean()),
         "class_balance": task.class_balance(),
-        "source": experiments.source_label(task.source),
+        "source": source_label(task.source),
         **machine_fields(args.device),
     }
     write_json_atomic(args.out, {**record, **fields})
@@ -161,7 +170,7 @@ def _symmetric_seeds(
     checkpoints: Checkpoints,
 ) -> int:
     """``--symmetric-cnn-seeds``: one symmetric-sample CNN per seed, each scored on the real test faces."""
-    data = experiments.symmetric_data(models, seed=args.seed)  # the samples symmetric_vs_real trains on
+    data = learned.symmetric_data(models, seed=args.seed)  # the samples symmetric_vs_real trains on
     accuracies, losses, seconds = {}, {}, {}
     for cnn_seed in args.symmetric_cnn_seeds:
         cnn, seconds[str(cnn_seed)] = _timed_cnn(
@@ -175,7 +184,7 @@ def _symmetric_seeds(
             epochs=args.epochs,
             device=args.device,
         )
-        accuracies[str(cnn_seed)] = experiments.real_test_accuracy(cnn, task, "symmetric_train", args.device)
+        accuracies[str(cnn_seed)] = ch5_real.real_test_accuracy(cnn, task, "symmetric_train", args.device)
         # the mean training loss of each epoch: a spike (Adam near zero loss) shows here
         losses[str(cnn_seed)] = [float(loss) for loss in cnn.history_["loss"]]
         shares = ", ".join(f"{key} {100 * value:.1f}%" for key, value in accuracies[str(cnn_seed)].items())
@@ -205,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--attribute", default="Male", help=f"one of {', '.join(experiments.REAL_ATTRIBUTES)}"
-    )
+    parser.add_argument("--attribute", default="Male", help=f"one of {', '.join(ch5_real.REAL_ATTRIBUTES)}")
     parser.add_argument("--epochs", type=int, default=4, help="epochs over the symmetric samples (default 4)")
     parser.add_argument("--profile", default="paper", help="sizes of the data and models (default paper)")
     parser.add_argument("--seed", type=int, default=0)
@@ -264,12 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     profile = derived_profile(args)
 
     start = time.perf_counter()
-    attribute = experiments.check_real_attribute(args.attribute)
-    task = experiments.real_task(attribute, profile, args.seed, args.data_dir)
+    attribute = ch5_real.check_real_attribute(args.attribute)
+    task = ch5_real.real_task(attribute, profile, args.seed, args.data_dir)
     models = build_task_models("celeba", attribute, profile, args.seed, args.device, data_dir=args.data_dir)
     fitted = time.perf_counter()
     if args.bayes_only:
-        bayes = experiments.bayes_real_accuracy(models, task)
+        bayes = ch5_real.bayes_real_accuracy(models, task)
         for name, accuracy in bayes.items():
             print(f"{name}: {100 * accuracy:.1f}% of {len(task.y_test)} real test faces")
         seconds = {"models": fitted - start, "bayes": time.perf_counter() - fitted}
@@ -278,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = run_checkpoints(args, attribute, profile)
     if args.symmetric_cnn_seeds is not None:
         return _symmetric_seeds(args, attribute, profile, models, task, fitted - start, checkpoints)
-    real_epochs = experiments.matched_epochs(len(task.y_train), profile, symmetric_epochs=args.epochs)
+    real_epochs = ch5_real.matched_epochs(len(task.y_train), profile, symmetric_epochs=args.epochs)
     real_cnn, real_seconds = _timed_cnn(
         checkpoints,
         "train_real_cnn",
@@ -291,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
     )
     real_trained = time.perf_counter()
-    table3 = experiments.symmetric_vs_real(
+    table3 = ch5_real.symmetric_vs_real(
         models,
         task,
         real_cnn,
@@ -303,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     done = time.perf_counter()
 
-    print(experiments.table3_frame(table3, attribute).to_string())
-    print(experiments.table3_per_class(table3, task.class_names).to_string())
+    # this attribute's row of Table 3 as chapter 5 shows it (in %), ours beside the paper's
+    result = Result(ch5_real.CHAPTER, "celeba", attribute, profile, args.seed, {"table3": table3})
+    row = ch5_real.table3(ResultSet.of(result)).loc[[task_label("celeba", attribute)]]
+    print((100 * row).round(1).to_string())
+    print(ch5_real.table3_per_class(table3, task.class_names).to_string())
     _write(
         args,
         attribute,

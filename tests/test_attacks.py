@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from nbhelpers.attacks import (
+from nbhelpers.science.attacks import (
     ATTACKS,
     L2ComponentGradientAttack,
     make_foolbox_attack,
     run_attacks,
     run_foolbox_attack,
 )
-from nbhelpers.attacks import foolbox_attacks as fa
-from nbhelpers.classifier import BayesClassifier
-from nbhelpers.mfa import MFA
-from nbhelpers.theory import closest_boundary_points
+from nbhelpers.science.attacks import foolbox_attacks as fa
+from nbhelpers.science.classifier import BayesClassifier
+from nbhelpers.science.mfa import MFA
+from nbhelpers.science.theory import closest_boundary_points
 from tests.test_classifier import isotropic_pair, subspace_pair
 
 # float32 inputs and bisection put the found point up to ~1e-6 (relative) on the near side
@@ -72,7 +72,7 @@ def test_gradient_attack_bar_is_complete_only_when_every_row_was_decided(monkeyp
             super().__init__(*args, **{**kwargs, "file": io.StringIO()})
             bars.append(self)
 
-    monkeypatch.setattr("nbhelpers.attacks.gradient.tqdm", Recorded)
+    monkeypatch.setattr("nbhelpers.science.attacks.gradient.tqdm", Recorded)
     model, x, y, _ = isotropic_pair()
     L2ComponentGradientAttack()(model, x, y, progress=True)  # every row flips within a few steps
     assert bars[-1].n == bars[-1].total < 401  # ended early, shown complete
@@ -133,7 +133,7 @@ def test_foolbox_attacks_on_unequal_covariances():
 def test_ddn_gives_the_same_numbers_whatever_torchs_global_random_state():
     """Far from the boundary the Bayes classifier's float32 logits give a zero cross-entropy gradient,
     which DDN replaces by a random direction: the draws must come from the call's own seed."""
-    from nbhelpers.datasets import sample_dataset
+    from nbhelpers.science.datasets import sample_dataset
     from tests.test_experiments import tiny_pair
 
     pair = tiny_pair(gap=0.3)

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from nbhelpers.attacks import L2ComponentGradientAttack, run_foolbox_attack
-from nbhelpers.bounds import (
+from nbhelpers.chapters.ch3_figures import _plot_distance_histogram
+from nbhelpers.science.attacks import L2ComponentGradientAttack, run_foolbox_attack
+from nbhelpers.science.bounds import (
     certified_radius,
     mahalanobis_terms,
     nearest_subspace_distances,
-    plot_figure11,
     subspace_distances,
 )
-from nbhelpers.mfa import MFA
+from nbhelpers.science.mfa import MFA
 from tests.test_classifier import isotropic_pair, subspace_pair
 
 
@@ -116,10 +116,10 @@ def test_figure11_plot():
     model, x, y = subspace_pair(n=6)
     dist = nearest_subspace_distances(model, x, y)
     np.testing.assert_allclose(dist.half_other, dist.other / 2)
-    fig = plot_figure11(dist)
+    fig = _plot_distance_histogram(dist)
     assert len(fig.axes) == 1
     l2 = L2ComponentGradientAttack()(model, x, y).l2
-    fig2 = plot_figure11(dist, attack_l2=l2, certified=certified_radius(model, x, y))
+    fig2 = _plot_distance_histogram(dist, attack_l2=l2, certified=certified_radius(model, x, y))
     assert len(fig2.axes) == 2
     plt.close("all")
 

@@ -36,7 +36,7 @@ def test_pack_then_unpack_gives_the_faces_back_within_jpeg_error(celeba_jpeg, tm
 
 
 def test_the_decoded_copy_loads_like_the_original(celeba_jpeg, tmp_path):
-    from nbhelpers.data import load_task
+    from nbhelpers.science.data import load_task
 
     celeba_jpeg.pack(SAMPLE, tmp_path / "copy.npz")
     celeba_jpeg.unpack(tmp_path / "copy.npz", tmp_path / "data" / "celeba64.npz")

@@ -8,8 +8,8 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from nbhelpers.classifier import BayesClassifier
-from nbhelpers.mfa import MFA
+from nbhelpers.science.classifier import BayesClassifier
+from nbhelpers.science.mfa import MFA
 from tests.test_mfa import direct_component_log_prob
 
 

@@ -13,12 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from nbhelpers.attacks import L2ComponentGradientAttack, run_attacks, run_foolbox_attack
-from nbhelpers.models import CNN, RBFSVM, LinearSVM, accuracy, fit_classifier, kernel_matrix
+from nbhelpers.chapters.profiles import get_profile
+from nbhelpers.science.attacks import L2ComponentGradientAttack, run_attacks, run_foolbox_attack
+from nbhelpers.science.models import CNN, RBFSVM, LinearSVM, accuracy, fit_classifier, kernel_matrix
 from tests.test_attacks import BELOW_TOL, unequal_pair
 from tests.test_models import blobs, stripes
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+# The attack iterations these tests were sized for (CW's steps are overridden to 100 below).
+QUICK = get_profile("quick").attacks.budget
 
 
 def test_gradient_attack_on_cuda_matches_cpu():
@@ -72,8 +76,10 @@ def test_cnn_trains_on_cuda(cuda_cnn):
 
 def test_foolbox_cw_on_cuda_matches_cpu(cuda_cnn):
     model, x_test, y_test = cuda_cnn
-    on_gpu = run_foolbox_attack(model, x_test, y_test, "cw", steps=100, device="cuda")
-    on_cpu = run_foolbox_attack(copy.deepcopy(model).cpu(), x_test, y_test, "cw", steps=100, device="cpu")
+    on_gpu = run_foolbox_attack(model, x_test, y_test, "cw", budget=QUICK, steps=100, device="cuda")
+    on_cpu = run_foolbox_attack(
+        copy.deepcopy(model).cpu(), x_test, y_test, "cw", budget=QUICK, steps=100, device="cpu"
+    )
     assert on_gpu.x_adv.device == x_test.device  # results come back where the inputs live
     assert on_gpu.success.float().mean() > 0.9 and on_cpu.success.float().mean() > 0.9
     # float32 convolutions differ in the last bits between cuDNN and the CPU, which can tip CW's binary
@@ -88,11 +94,11 @@ def test_foolbox_cw_on_cuda_matches_cpu(cuda_cnn):
 
 def test_run_attacks_on_cuda_agrees_with_cw(cuda_cnn):
     model, x_test, y_test = cuda_cnn
-    result = run_attacks(model, x_test, y_test, ["fmn"], device="cuda", progress=False)
+    result = run_attacks(model, x_test, y_test, ["fmn"], budget=QUICK, device="cuda", progress=False)
     assert result.x_adv.device.type == "cpu" and result.success.float().mean() > 0.9
     l2 = result.per_attack_l2["fmn"][result.success]
     assert torch.isfinite(l2).all() and (l2 > 0).all()
     # the minimum-norm attack's L2 agrees with the CW one on the same model within a few percent
-    cw = run_foolbox_attack(model, x_test, y_test, "cw", steps=100, device="cuda")
+    cw = run_foolbox_attack(model, x_test, y_test, "cw", budget=QUICK, steps=100, device="cuda")
     both = result.success & cw.success
     assert abs(float(result.l2[both].mean() / cw.l2[both].mean()) - 1) < 0.1

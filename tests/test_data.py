@@ -1,4 +1,4 @@
-"""Tests of nbhelpers.data: the 15 tasks on the sample, the full data, the official layouts and bad input."""
+"""Tests of nbhelpers.science.data: the 15 tasks on the sample, the full data, the official layouts and bad input."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nbhelpers import data
-from nbhelpers.data import (
+from nbhelpers.science.data import (
     CELEBA_ATTRIBUTES,
     MNIST_PAIRS,
     TASKS,
     canonical_task,
     load_task,
-    make_sample,
     prepare_celeba,
     to_hwc,
 )
+from nbhelpers.science.data import files as data
+from nbhelpers.science.data.sample import make_sample
 
 FULL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_full_data = pytest.mark.skipif(
@@ -430,7 +430,7 @@ def write_celeba_layout(folder: Path, rng: np.random.Generator, n: int = 4) -> l
         Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(
             folder / "img_align_celeba" / name
         )
-    attr_names = list(data.CELEBA_ATTRIBUTES) + [f"Other_{k}" for k in range(28)]
+    attr_names = list(CELEBA_ATTRIBUTES) + [f"Other_{k}" for k in range(28)]
     signs = np.where(np.arange(n)[:, None] % 2 == np.arange(40)[None, :] % 2, 1, -1)
     rows = [f"{name}  " + " ".join(f"{s:2d}" for s in row) for name, row in zip(names, signs, strict=True)]
     (folder / "list_attr_celeba.txt").write_text("\n".join([str(n), " ".join(attr_names), *rows]) + "\n")
@@ -529,7 +529,7 @@ def test_attribute_list_with_a_byte_order_mark_and_blank_lines_parses(tmp_path):
     out = prepare_celeba(tmp_path, tmp_path / "out.npz", progress=False)
     with np.load(out) as npz:
         assert npz["filenames"].tolist() == names and npz["attrs"].shape == (4, 40)
-        assert npz["attr_names"][0] == data.CELEBA_ATTRIBUTES[0]
+        assert npz["attr_names"][0] == CELEBA_ATTRIBUTES[0]
 
 
 def test_attribute_list_without_its_header_is_refused(tmp_path):

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nbhelpers import __main__ as cli
-from nbhelpers import export_cli
-from nbhelpers.datasets import SYMMETRIC_SIGMA, VARIANTS, load_task_models
+from nbhelpers.runs import cli, export_cli
+from nbhelpers.science.datasets import SYMMETRIC_SIGMA, VARIANTS, load_task_models
 
 
 @pytest.fixture
@@ -73,8 +72,8 @@ def test_export_is_deterministic_and_variants_differ(sample_env):
 
 
 def test_all_exports_every_task(sample_env, monkeypatch, capsys):
-    # two of the 15 tasks keep the test fast; --all walks whatever nbhelpers.data.TASKS holds
-    monkeypatch.setattr("nbhelpers.data.TASKS", [("mnist", "0_vs_6"), ("mnist", "4_vs_5")])
+    # two of the 15 tasks keep the test fast; --all walks whatever nbhelpers.science.data.TASKS holds
+    monkeypatch.setattr("nbhelpers.science.data.TASKS", [("mnist", "0_vs_6"), ("mnist", "4_vs_5")])
     out = sample_env / "all"
     assert export(out, "--all", "--variant", "fitted") == 0
     assert sorted(p.name for p in out.glob("*.npz")) == ["mnist_0_vs_6_fitted.npz", "mnist_4_vs_5_fitted.npz"]

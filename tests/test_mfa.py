@@ -11,8 +11,8 @@ import torch
 from scipy.linalg import subspace_angles
 from scipy.optimize import linear_sum_assignment
 
-from nbhelpers import mfa as mfa_module
-from nbhelpers.mfa import MFA
+from nbhelpers.science import mfa as mfa_module
+from nbhelpers.science.mfa import MFA
 
 
 def random_mfa(K: int, d: int, l: int, *, isotropic: bool, seed: int, noise=(0.05, 0.3), scale=4.0) -> MFA:  # noqa: E741

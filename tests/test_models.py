@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import NotFittedError
+from sklearn.svm import SVC
+from sklearn.utils.estimator_checks import check_estimator
 
-from nbhelpers.models import (
+from nbhelpers.science.models import (
     CNN,
     RBFSVM,
     LinearSVM,
+    LinearSVMModule,
+    RBFSVMModule,
     accuracy,
     balanced_sampler,
     fit_classifier,
@@ -130,7 +135,7 @@ def test_linear_svm_weight_vector_equals_sklearn_coef(svm_data):
 
 def test_rbf_gamma_scale_matches_sklearn_default(svm_data):
     x, y, x_test = svm_data
-    model = RBFSVM("scale", precomputed=False, device="cpu").fit(x, y)
+    model = RBFSVM(precomputed=False, device="cpu").fit(x, y)  # gamma="scale" is the default
     assert model.gamma_ == pytest.approx(1.0 / (x.shape[1] * x.astype(np.float64).var()))
     np.testing.assert_allclose(model.svc_._gamma, model.gamma_)
     np.testing.assert_allclose(model.decision_function(x_test), sklearn_decision(model, x, x_test), atol=1e-5)
@@ -213,7 +218,7 @@ def test_search_gamma_gives_the_same_table_in_parallel():
 
 
 def test_gamma_workers_are_bounded_by_gammas_cores_and_memory(monkeypatch):
-    import nbhelpers.models.svm as svm
+    import nbhelpers.science.models.svm as svm
 
     monkeypatch.setattr(svm.os, "cpu_count", lambda: 16)
     monkeypatch.setattr(svm, "_available_memory", lambda: 64 * 2**30)
@@ -239,7 +244,7 @@ def test_search_gamma_warns_and_falls_back_when_no_gamma_is_accurate():
 
 
 def test_auto_mode_switches_to_the_gram_path_for_larger_sets(svm_data, monkeypatch):
-    import nbhelpers.models.svm as svm
+    import nbhelpers.science.models.svm as svm
 
     x, y, _ = svm_data
     monkeypatch.setattr(svm, "AUTO_MIN_SAMPLES", 200)
@@ -250,29 +255,190 @@ def test_auto_mode_switches_to_the_gram_path_for_larger_sets(svm_data, monkeypat
 
 
 @pytest.mark.parametrize("bad", ["yes", "Auto", 1, None])
-def test_unknown_precomputed_mode_lists_valid_modes(bad):
+def test_unknown_precomputed_mode_lists_valid_modes(svm_data, bad):
+    x, y, _ = svm_data
+    rbf, linear = RBFSVM(1.0, precomputed=bad), LinearSVM(precomputed=bad)  # __init__ only stores it
     with pytest.raises(ValueError, match=r"unknown precomputed mode.*'auto', True, False"):
-        RBFSVM(1.0, precomputed=bad)
+        rbf.fit(x, y)
     with pytest.raises(ValueError, match="unknown precomputed mode"):
-        LinearSVM(precomputed=bad)
+        linear.fit(x, y)
 
 
 def test_svm_input_errors(svm_data):
     x, y, _ = svm_data
     for bad in (-1.0, 0, True, float("nan"), float("inf"), "auto", None):
+        model = RBFSVM(bad)
+        assert model.gamma is bad  # stored as given: fit checks it
         with pytest.raises(ValueError, match="gamma must be a number > 0 or 'scale'"):
-            RBFSVM(bad)
+            model.fit(x, y)
     # a gamma from numpy (e.g. picked from an array of candidates) is a number like any other
     model = RBFSVM(np.float32(0.5), device="cpu").fit(x, y)
     assert model.gamma_ == pytest.approx(0.5) and isinstance(model.gamma_, float)
-    with pytest.raises(ValueError, match="C must be > 0"):
-        LinearSVM(C=0.0)
-    with pytest.raises(ValueError, match="both labels 0 and 1"):
+    bad_settings = [
+        ({"C": 0.0}, "C must be a number > 0"),
+        ({"C": "1"}, "C must be a number > 0"),
+        ({"chunk_size": 0}, "chunk_size must be >= 1"),
+        ({"chunk_size": 2.5}, "chunk_size must be an integer >= 1"),
+        ({"cache_size": -1.0}, "cache_size must be a number of MB > 0"),
+        ({"progress": "yes"}, "progress must be True or False"),
+        ({"device": "gpu"}, "unknown device 'gpu': valid devices are"),
+    ]
+    for cls in (LinearSVM, RBFSVM):
+        for settings, message in bad_settings:
+            with pytest.raises(ValueError, match=message):
+                cls(**settings).fit(x, y)
+    with pytest.raises(ValueError, match="needs two classes in y, got 1 class"):
         LinearSVM(device="cpu").fit(x, np.zeros_like(y))
-    with pytest.raises(ValueError, match=r"labels must be 0 or 1.*\[0, 1, 2\]"):
-        LinearSVM(device="cpu").fit(x, np.arange(len(y)) % 3)
-    with pytest.raises(RuntimeError, match="not fitted"):
-        RBFSVM(1.0).to_torch()
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        LinearSVM(device="cpu").fit(x, y + 0.5)
+
+
+def legacy_svm_fit(
+    x: np.ndarray, y: np.ndarray, kernel: str, gamma: float | str | None, precomputed: bool
+) -> tuple[np.ndarray, np.ndarray, float, LinearSVMModule | RBFSVMModule]:
+    """``LinearSVM`` / ``RBFSVM`` ``fit`` as it was before the estimators followed scikit-learn's
+    conventions (commit f8d1e03), frozen here as the reference: libsvm on the float64 features, or on the
+    torch Gram matrix, with the 0/1 labels as given. Returns (support_, dual_coef_, intercept_, module)."""
+    x = x.reshape(x.shape[0], -1)
+    if gamma == "scale":
+        gamma = 1.0 / (x.shape[1] * float(x.astype(np.float64).var()))
+    if precomputed:
+        gram = kernel_matrix(x, x, kernel, gamma, device="cpu")
+        svc = SVC(kernel="precomputed", C=1.0, cache_size=500.0).fit(gram, y)
+    else:
+        gamma_arg = {} if gamma is None else {"gamma": gamma}
+        svc = SVC(kernel=kernel, C=1.0, cache_size=500.0, **gamma_arg).fit(x.astype(np.float64), y)
+    sv, alpha, b = x[svc.support_], np.asarray(svc.dual_coef_[0], dtype=np.float64), float(svc.intercept_[0])
+    if kernel == "linear":
+        return svc.support_, alpha, b, LinearSVMModule(alpha @ sv.astype(np.float64), b)
+    return svc.support_, alpha, b, RBFSVMModule(sv, alpha, b, gamma)
+
+
+@pytest.mark.parametrize("precomputed", [False, True])
+@pytest.mark.parametrize(
+    "cls,kernel,gamma",
+    [(LinearSVM, "linear", None), (RBFSVM, "rbf", 0.05), (RBFSVM, "rbf", "scale")],
+    ids=["linear", "rbf", "rbf-scale"],
+)
+def test_svm_fits_exactly_as_before_the_sklearn_conventions(svm_data, cls, kernel, gamma, precomputed):
+    x, y, x_test = svm_data  # fixed seeds; labels 0/1 as the book passes them
+    support, alpha, b, reference = legacy_svm_fit(x, y, kernel, gamma, precomputed)
+    args = () if gamma is None else (gamma,)
+    model = cls(*args, precomputed=precomputed, device="cpu").fit(x, y)
+    np.testing.assert_array_equal(model.support_, support)
+    np.testing.assert_array_equal(model.dual_coef_, alpha)
+    assert model.intercept_ == b
+    assert model.support_vectors_.dtype == np.float32  # the data's dtype, as before
+    f = reference.decision_function(torch.from_numpy(x_test)).numpy()
+    np.testing.assert_array_equal(model.decision_function(x_test), f)
+    predicted = model.predict(x_test)
+    assert predicted.dtype == np.int64
+    np.testing.assert_array_equal(predicted, (f > 0).astype(np.int64))
+    # The torch module is the same module: same class, buffers (names, dtypes, values) and logits.
+    module = model.to_torch()
+    assert type(module) is type(reference)
+    state, expected = module.state_dict(), reference.state_dict()
+    assert list(state) == list(expected)
+    for name, value in expected.items():
+        assert state[name].dtype == value.dtype and torch.equal(state[name], value), name
+    torch.testing.assert_close(
+        module(torch.from_numpy(x_test)), reference(torch.from_numpy(x_test)), rtol=0, atol=0
+    )
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        LinearSVM(device="cpu"),
+        RBFSVM(device="cpu"),
+        LinearSVM(precomputed=True, device="cpu"),
+        RBFSVM(precomputed=True, device="cpu"),
+    ],
+    ids=["linear", "rbf", "linear-gram", "rbf-gram"],
+)
+def test_svms_pass_sklearn_check_estimator(estimator):
+    # Every check must pass: none is marked as an expected failure. on_skip=None: the one check
+    # skipped, check_array_api_input, needs SCIPY_ARRAY_API set and these estimators do not claim
+    # array API support anyway. The precomputed=True variants put the torch Gram path through it too.
+    check_estimator(estimator, on_skip=None, on_fail="raise")
+
+
+def test_svm_defaults_follow_sklearn():
+    common = {"C": 1.0, "precomputed": "auto", "device": "auto", "chunk_size": 1024, "cache_size": 500.0}
+    assert LinearSVM().get_params() == {**common, "progress": False}
+    assert RBFSVM().get_params() == {**common, "gamma": "scale", "progress": False}
+    assert RBFSVM().gamma == SVC().gamma == "scale"
+    # "scale" as sklearn's SVC resolves it, also for features without variance (gamma 1).
+    x, y = np.full((6, 3), 0.5), np.array([0, 1] * 3)
+    assert RBFSVM(device="cpu").fit(x, y).gamma_ == SVC().fit(x, y)._gamma == 1.0
+    # __init__ stores its arguments as given, whatever they are (fit checks them).
+    weird = RBFSVM(gamma=-1, C="x", precomputed="maybe", device="gpu", chunk_size=0, cache_size=None)
+    assert weird.get_params()["gamma"] == -1 and weird.get_params()["device"] == "gpu"
+
+
+@pytest.mark.parametrize("labels", [["cat", "dog"], [-1, 1], [3, 7], [False, True]], ids=str)
+@pytest.mark.parametrize("cls,args", [(LinearSVM, ()), (RBFSVM, (0.05,))], ids=["linear", "rbf"])
+def test_svms_take_any_two_labels(svm_data, cls, args, labels):
+    x, y, x_test = svm_data
+    named = np.array(labels)[y]  # 0 -> labels[0], 1 -> labels[1]
+    model = cls(*args, device="cpu").fit(x, named)
+    as_01 = cls(*args, device="cpu").fit(x, y)
+    np.testing.assert_array_equal(model.classes_, np.array(labels))
+    # The same SVM as with 0/1 labels: f > 0 means classes_[1], predict returns labels from classes_.
+    f = model.decision_function(x_test)
+    np.testing.assert_array_equal(f, as_01.decision_function(x_test))
+    predicted = model.predict(x_test)
+    assert predicted.dtype == model.classes_.dtype
+    np.testing.assert_array_equal(predicted, np.where(f > 0, model.classes_[1], model.classes_[0]))
+    assert model.score(x, named) == as_01.score(x, y)
+    # The torch module's class index 1 is classes_[1].
+    logits = model.to_torch()(torch.from_numpy(x_test))
+    np.testing.assert_array_equal(model.classes_[logits.argmax(1).numpy()], predicted)
+    # Labels in the other order, or unsorted in y, give the same sorted classes_ and the same f.
+    flipped = cls(*args, device="cpu").fit(x, np.array(labels[::-1])[1 - y])
+    np.testing.assert_array_equal(flipped.classes_, model.classes_)
+    np.testing.assert_array_equal(flipped.decision_function(x_test), f)
+
+
+@pytest.mark.parametrize("cls", [LinearSVM, RBFSVM])
+def test_unfitted_svms_raise_not_fitted_error(svm_data, cls):
+    _, _, x_test = svm_data
+    model = cls(device="cpu")
+    for method in (model.predict, model.decision_function):
+        with pytest.raises(NotFittedError, match=f"This {cls.__name__} instance is not fitted yet"):
+            method(x_test)
+    with pytest.raises(NotFittedError):
+        model.score(x_test, np.zeros(len(x_test)))
+    with pytest.raises(NotFittedError):
+        model.to_torch()
+
+
+@pytest.mark.parametrize("cls", [LinearSVM, RBFSVM])
+def test_svms_refuse_more_than_two_classes(svm_data, cls):
+    x, y, _ = svm_data
+    with pytest.raises(ValueError, match=r"Only binary classification is supported.*multiclass.*3 classes"):
+        cls(device="cpu").fit(x, np.arange(len(y)) % 3)
+    with pytest.raises(ValueError, match=r"Only binary.*4 classes"):
+        cls(device="cpu").fit(x, np.array(["a", "b", "c", "d"])[np.arange(len(y)) % 4])
+    assert cls().__sklearn_tags__().classifier_tags.multi_class is False
+
+
+@pytest.mark.parametrize("cls,args", [(LinearSVM, ()), (RBFSVM, (0.05,))], ids=["linear", "rbf"])
+def test_svms_take_images_and_check_the_number_of_features(svm_data, cls, args):
+    x, y, x_test = svm_data
+    images = cls(*args, device="cpu").fit(x.reshape(-1, 1, 5, 8), y)  # [n, C, H, W]: flattened
+    flat = cls(*args, device="cpu").fit(x, y)
+    assert images.n_features_in_ == flat.n_features_in_ == 40
+    np.testing.assert_array_equal(images.dual_coef_, flat.dual_coef_)
+    f = flat.decision_function(x_test)
+    np.testing.assert_array_equal(images.decision_function(x_test.reshape(-1, 2, 4, 5)), f)
+    np.testing.assert_array_equal(images.decision_function(torch.from_numpy(x_test)), f)  # tensors too
+    np.testing.assert_array_equal(flat.predict(x_test.reshape(-1, 1, 5, 8)), flat.predict(x_test))
+    with pytest.raises(ValueError, match=f"X has 41 features, but {cls.__name__} is expecting 40 features"):
+        flat.predict(np.zeros((3, 41), dtype=np.float32))
+    with pytest.raises(ValueError, match="X has 48 features"):
+        flat.decision_function(np.zeros((3, 1, 6, 8), dtype=np.float32))
+    assert flat.decision_function(np.zeros((0, 40), dtype=np.float32)).shape == (0,)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Running chapters without Jupyter: nbhelpers.notebook_runner (the sweep's ``python`` engine)."""
+"""Running chapters without Jupyter: nbhelpers.runs.notebook_runner (the sweep's ``python`` engine)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import nbformat
 import papermill
 import pytest
 
-from nbhelpers import notebook_runner as runner
+from nbhelpers.runs import notebook_runner as runner
 from tests.conftest import ROOT
 
 NO_JUPYTER = ROOT / "tests" / "data" / "no_jupyter"
@@ -120,7 +120,7 @@ def test_a_raising_cell_stops_the_run_and_is_recorded(tmp_path):
     assert _outputs(nb, 2)[0]["text"] == "before\n"
     assert "outputs" not in nb["cells"][3] or _outputs(nb, 3) == []
     status = subprocess.run(
-        [sys.executable, "-m", "nbhelpers.notebook_runner", str(source), str(out)], capture_output=True
+        [sys.executable, "-m", "nbhelpers.runs.notebook_runner", str(source), str(out)], capture_output=True
     ).returncode
     assert status == 1
 
@@ -132,7 +132,7 @@ def test_bad_notebooks_and_parameters_are_refused(tmp_path):
     (tmp_path / "old.ipynb").write_text(json.dumps({"nbformat": 3, "worksheets": []}))
     with pytest.raises(runner.NotebookError, match="not an nbformat-4 notebook"):
         runner.read_notebook(tmp_path / "old.ipynb")
-    command = [sys.executable, "-m", "nbhelpers.notebook_runner", "a.ipynb", "b.ipynb"]
+    command = [sys.executable, "-m", "nbhelpers.runs.notebook_runner", "a.ipynb", "b.ipynb"]
     proc = subprocess.run([*command, "--parameters-json", "[1]"], capture_output=True, text=True)
     assert proc.returncode == 2 and "must be a JSON object" in proc.stderr
     proc = subprocess.run([*command], capture_output=True, text=True, cwd=tmp_path)
@@ -153,7 +153,7 @@ def test_a_chapter_runs_where_jupyter_is_not_installed(tmp_path):
         [
             sys.executable,
             "-m",
-            "nbhelpers.notebook_runner",
+            "nbhelpers.runs.notebook_runner",
             str(ROOT / "book" / "02_mfa_datasets.ipynb"),
             str(out),
             "--parameters-json",
@@ -171,9 +171,23 @@ def test_a_chapter_runs_where_jupyter_is_not_installed(tmp_path):
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
 
 
+# What were the plotting modules theory_plots, dataset_plots and summary: the chapters' tables and figures.
+PLOTTING_MODULES = (
+    "nbhelpers.chapters.ch1_theory",
+    "nbhelpers.chapters.ch2_datasets",
+    "nbhelpers.chapters.display",
+    "nbhelpers.chapters.ch3_figures",
+    "nbhelpers.chapters.ch4_learned",
+    "nbhelpers.chapters.ch5_real",
+    "nbhelpers.chapters.comparison",
+    "nbhelpers.chapters.ch6_summary",
+    "nbhelpers.runs.manifest",
+)
+
+
 def test_the_plotting_modules_import_where_jupyter_is_not_installed():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(NO_JUPYTER), str(ROOT)])}
-    code = "import nbhelpers.theory_plots, nbhelpers.dataset_plots, nbhelpers.summary; print('ok')"
+    code = f"import {', '.join(PLOTTING_MODULES)}; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr[-2000:]
 

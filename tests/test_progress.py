@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from nbhelpers.progress import finish_early, tqdm
+from nbhelpers.core.progress import finish_early, tqdm
 
 
 def test_finish_early_shows_a_converged_loop_as_complete():

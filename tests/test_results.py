@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 import nbhelpers
-from nbhelpers import results
-from nbhelpers.results import load_results, result_path, save_result, write_json_atomic
+from nbhelpers.chapters.ids import BAYES, LEARNED
+from nbhelpers.chapters.resultset import Result
+from nbhelpers.core import versions
+from nbhelpers.core.io import write_json_atomic
+from nbhelpers.runs import results
+from nbhelpers.runs.results import load_results, result_path, save_result
 
 
 def test_write_json_atomic_round_trips_numpy_and_ends_with_newline(tmp_path):
@@ -30,45 +34,69 @@ def test_write_json_atomic_failure_keeps_the_old_file(tmp_path):
 
 
 def test_save_result_names_the_file_from_its_parameters(tmp_path):
-    path = save_result("03_bayes_robustness", "celeba", "Smiling", "paper", 2, {"mean_l2": 3.04}, tmp_path)
+    result = Result(BAYES, "celeba", "Smiling", "paper", 2, {"mean_l2": 3.04}, {"gradient_step": 0.05})
+    path = save_result(result, tmp_path)
     assert path == result_path("03_bayes_robustness", "celeba", "Smiling", "paper", 2, tmp_path)
     assert path.name == "03_bayes_robustness__celeba__Smiling__seed2.json"
     (loaded,) = load_results("paper", tmp_path)
-    assert loaded["metrics"] == {"mean_l2": 3.04}
-    assert (loaded["attribute"], loaded["seed"]) == ("Smiling", 2)
+    assert isinstance(loaded, Result) and loaded.chapter == "03_bayes_robustness"
+    assert loaded.metrics == {"mean_l2": 3.04}
+    assert (loaded.attribute, loaded.seed) == ("Smiling", 2)
+    # stamped when saved; the parameters sit beside the envelope's fields in the file, as before
+    assert loaded.code_version == versions.code_version() and loaded.created
+    assert loaded.params == {"gradient_step": 0.05}
+    assert json.loads(path.read_text())["gradient_step"] == 0.05
     # a committed results folder also holds its manifest: not a result
     write_json_atomic(
         tmp_path / "paper" / "manifest.json", {"runs": [{"command": "python -m nbhelpers sweep"}]}
     )
-    assert [r["attribute"] for r in load_results("paper", tmp_path)] == ["Smiling"]
+    assert [r.attribute for r in load_results("paper", tmp_path)] == ["Smiling"]
+
+
+def test_a_result_is_its_file_and_refuses_what_is_not_one(tmp_path):
+    result = Result(LEARNED, "mnist", "0_vs_6", "quick", 1, {"cnn": {"mean_l2": 1.5}}, {"figure8": False})
+    assert Result.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    assert result.task == ("mnist", "0_vs_6") and result.chapter.number == "04"
+    with pytest.raises(ValueError, match="would overwrite fields of the result file"):
+        Result(LEARNED, "mnist", "0_vs_6", "quick", 1, {}, {"metrics": 1})
+    with pytest.raises(ValueError, match="a chapter id is a notebook name"):
+        Result("04", "mnist", "0_vs_6", "quick", 1, {})
+    write_json_atomic(tmp_path / "quick" / "odd.json", {"chapter": "4", "metrics": {}})
+    with pytest.raises(ValueError, match="odd.json is not a result of this book"):
+        load_results("quick", tmp_path)
+    (tmp_path / "quick" / "odd.json").write_text("{")
+    with pytest.raises(ValueError, match="odd.json is not valid JSON"):
+        load_results("quick", tmp_path)
 
 
 def test_save_result_deletes_the_runs_checkpoints_unless_a_sweep_keeps_them(tmp_path, monkeypatch):
-    keys = ("04_learned_classifiers", "celeba", "Male", "quick", 0)
+    keys = (LEARNED, "celeba", "Male", "quick", 0)
     folder = results.run_checkpoints_dir(*keys)
     folder.mkdir(parents=True)
     monkeypatch.setenv(results.KEEP_CHECKPOINTS_ENV, "1")
-    save_result(*keys, {}, tmp_path)
+    save_result(Result(*keys, {}), tmp_path)
     assert folder.is_dir()  # the sweep deletes them once the result has left its staging folder
     monkeypatch.setenv(results.KEEP_CHECKPOINTS_ENV, "0")
-    save_result(*keys, {}, tmp_path)
+    save_result(Result(*keys, {}), tmp_path)
     assert not folder.exists()
 
 
 def test_source_modules_follow_imports_only():
-    modules = results.source_modules("nbhelpers.datasets")
-    assert {"nbhelpers", "nbhelpers.datasets", "nbhelpers.mfa", "nbhelpers.data", "nbhelpers.config"} <= set(
+    modules = versions.source_modules("nbhelpers.science.datasets")
+    expected = {"nbhelpers", "nbhelpers.science.datasets", "nbhelpers.science.mfa", "nbhelpers.science.data"}
+    assert expected | {"nbhelpers.core.paths", "nbhelpers.core.device"} <= set(
         modules
-    )
-    assert "nbhelpers.summary" not in modules and "nbhelpers.sweep" not in modules
+    )  # was nbhelpers.config
+    assert "nbhelpers.chapters.ch6_summary" not in modules and "nbhelpers.runs.sweep" not in modules
+    assert not [m for m in modules if m.startswith(("nbhelpers.chapters", "nbhelpers.runs"))]  # lower layers
     # a package import brings its __init__ and, through it, the submodules it imports
-    assert {"nbhelpers.models", "nbhelpers.models.cnn"} <= set(
-        results.source_modules("nbhelpers.experiments")
+    assert {"nbhelpers.science.models", "nbhelpers.science.models.cnn"} <= set(
+        versions.source_modules("nbhelpers.chapters.learned")
     )
     with pytest.raises(ValueError, match="not a module of the nbhelpers package"):
-        results.source_modules("nbhelpers.nothing")
+        versions.source_modules("nbhelpers.nothing")
     with pytest.raises(ValueError, match="not a module"):
-        results.source_modules("numpy")
+        versions.source_modules("numpy")
 
 
 def test_source_version_changes_with_imported_sources_only(tmp_path):
@@ -81,13 +109,13 @@ def test_source_version_changes_with_imported_sources_only(tmp_path):
     )
     (package / "top.py").write_text("from nbhelpers import mid\n")
     (package / "other.py").write_text("Y = 2\n")
-    assert results.source_modules("nbhelpers.top", package) == [
+    assert versions.source_modules("nbhelpers.top", package) == [
         "nbhelpers",
         "nbhelpers.low",
         "nbhelpers.mid",
         "nbhelpers.top",
     ]
-    version = results.source_version
+    version = versions.source_version
     before = version("nbhelpers.top", package)
     (package / "other.py").write_text("Y = 3\n")
     assert version("nbhelpers.top", package) == before
@@ -123,16 +151,16 @@ def test_notebook_modules_are_what_its_cells_import(tmp_path):
         return path
 
     chapter = notebook("%matplotlib inline\nfrom nbhelpers import mid", "import numpy as np\n!ls")
-    assert results.notebook_modules(chapter, package) == ["nbhelpers", "nbhelpers.low", "nbhelpers.mid"]
-    before = results.notebook_source_version(chapter, package)
+    assert versions.notebook_modules(chapter, package) == ["nbhelpers", "nbhelpers.low", "nbhelpers.mid"]
+    before = versions.notebook_source_version(chapter, package)
     (package / "unused.py").write_text("Y = 1\n")
-    assert results.notebook_source_version(chapter, package) == before
+    assert versions.notebook_source_version(chapter, package) == before
     (package / "low.py").write_text("X = 2\n")
-    assert results.notebook_source_version(chapter, package) != before
-    assert results.notebook_modules(notebook("from nbhelpers.sub import leaf"), package) == [
+    assert versions.notebook_source_version(chapter, package) != before
+    assert versions.notebook_modules(notebook("from nbhelpers.sub import leaf"), package) == [
         "nbhelpers",
         "nbhelpers.sub",
         "nbhelpers.sub.leaf",
     ]
     # a cell that is not Python even without its magics: the whole package, to be safe
-    assert len(results.notebook_modules(notebook("from nbhelpers import mid", "x = ("), package)) == 6
+    assert len(versions.notebook_modules(notebook("from nbhelpers import mid", "x = ("), package)) == 6

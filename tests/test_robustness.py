@@ -10,10 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
-from nbhelpers import robustness as rb
-from nbhelpers.attacks import L2ComponentGradientAttack
-from nbhelpers.datasets import TaskModels, build_task_models, make_asymmetric
-from nbhelpers.summary import collect_results
+from nbhelpers.chapters import ch3_bayes as rb
+from nbhelpers.chapters import ch3_figures as figures
+from nbhelpers.chapters.ch2_datasets import noise_table
+from nbhelpers.chapters.comparison import compare_with_paper
+from nbhelpers.chapters.evaluation import attack_table
+from nbhelpers.chapters.ids import BAYES
+from nbhelpers.chapters.resultset import ResultSet, task_label
+from nbhelpers.chapters.task_models import build_task_models
+from nbhelpers.runs.checkpoints import Checkpoints
+from nbhelpers.runs.results import collect_results, save_result
+from nbhelpers.science.attacks import L2ComponentGradientAttack
+from nbhelpers.science.datasets import TaskModels, make_asymmetric
 from tests.test_classifier import subspace_pair
 
 
@@ -83,6 +91,23 @@ def test_samples_are_fresh_and_seeded(toy):
     assert first.report.n == 4 and sym.report.n == 11 and sorted(first.y.tolist()) == [0, 0, 1, 1]
 
 
+def test_checkpointed_evaluation_reuses_its_finished_steps(tmp_path, capsys):
+    # A chapter run passes its checkpoints: a second run of the same evaluation loads each finished attack
+    # and the bounds instead of computing them, and gives the same numbers.
+    models = toy_models()
+    checkpoints = Checkpoints(tmp_path / "run")
+    run = {"seed": 0, "device": "cpu", "progress": False, "checkpoints": checkpoints}
+    first = rb.evaluate_bayes(models, "symmetric", 4, ["gradient"], **run)
+    kept = checkpoints.steps()
+    assert [name.split("__")[0] for name in kept] == ["attack_symmetric_gradient", "bounds_symmetric"]
+    capsys.readouterr()
+    again = rb.evaluate_bayes(models, "symmetric", 4, ["gradient"], **run)
+    assert capsys.readouterr().out.count("loaded, finished by an earlier run") == 2
+    assert checkpoints.steps() == kept
+    assert torch.equal(again.result.l2, first.result.l2) and np.array_equal(again.certified, first.certified)
+    assert again.report.to_dict() == first.report.to_dict()
+
+
 def test_asymmetric_pair_is_far_less_robust(toy):
     _, sym, asym = toy
     assert asym.certified is None and asym.distances is None
@@ -90,23 +115,31 @@ def test_asymmetric_pair_is_far_less_robust(toy):
     assert asym.report.mean_l2 < 0.4 * sym.report.mean_l2
     # Lemma 1's route: the other class's broad outlier (its last component) holds the adversarials
     assert asym.outlier_share() > 0.7
-    table = rb.paper_table(sym, asym)
-    assert table.loc["mean L2, symmetric", "ours"] == sym.report.mean_l2
-    assert table.loc["ratio symmetric / asymmetric", "ours"] == pytest.approx(
+    # our numbers beside the paper's, as the chapter shows them: from the chapter's result
+    results = ResultSet.of(rb.chapter3_result(sym, asym))
+    row = figures.symmetric_vs_asymmetric(results).loc[task_label("toy", "pair")]
+    assert row[("mean L2, symmetric", "ours")] == sym.report.mean_l2
+    assert row[("mean L2, asymmetric", "ours")] == asym.report.mean_l2
+    assert row[("mean L2, symmetric", "ours")] / row[("mean L2, asymmetric", "ours")] == pytest.approx(
         sym.report.mean_l2 / asym.report.mean_l2
     )
-    assert table["paper"].isna().all()  # the paper prints nothing for a toy task
-    text = rb.findings(sym, asym).data
+    assert row[("distance to other class", "ours")] == pytest.approx(sym.bound_means()[0])
+    assert row[("certified radius", "ours")] == pytest.approx(sym.bound_means()[1])
+    assert row.xs("paper", level=1).isna().all()  # the paper prints nothing for a toy task
+    assert compare_with_paper(results).empty
+    text = figures.findings(sym, asym).data
     assert f"{sym.report.mean_l2:.2f}" in text and "**clear**" in text and "0 of" in text
 
 
 def test_attack_table_counts_the_winners(toy):
     _, sym, asym = toy
-    table = rb.attack_table([sym, asym])
+    table = attack_table(*rb.attack_results(sym, asym), index="variant")
     assert list(table.index) == [(v, a) for v in ("symmetric", "asymmetric") for a in ("gradient", "fmn")]
     for ev in (sym, asym):
         rows = table.loc[ev.variant]
-        assert rows["best on"].sum() == ev.evaluated.sum() == rows["of"].iloc[0]
+        # every evaluated sample is won by exactly one attack
+        assert rows["best on"].sum() == ev.evaluated.sum() == ev.report.n_evaluated
+        assert (rows["correct"] == ev.report.n_correct).all()
         assert (rows["mean L2 / best"] >= 1 - 1e-9).all()
 
 
@@ -119,7 +152,7 @@ def test_step_halving(toy):
         l2 = ev.result.per_attack_l2["gradient"].numpy()[(ev.result.clean_pred == ev.y).numpy()]
         assert check.mean_l2 == pytest.approx(l2.mean())
         assert abs(check.relative_change) < 0.02
-    table = rb.step_halving_table(checks)
+    table = figures.step_halving_table(checks)
     assert table.loc["asymmetric", "mean L2, half step"] == checks[1].mean_l2_half
     # without a gradient run in the evaluation both steps are attacked afresh, with the step asked for
     fmn_only = rb.evaluate_bayes(models, "symmetric", 4, ["fmn"], 0, "cpu", 0.02, progress=False)
@@ -132,7 +165,7 @@ def test_step_halving(toy):
 def test_result_file_has_the_summary_keys(toy, tmp_path):
     models, sym, asym = toy
     checks = [rb.step_halving_check(sym, "cpu", progress=False)]
-    path = rb.save_bayes_result(sym, asym, tmp_path, step_halving=checks)
+    path = save_result(rb.chapter3_result(sym, asym, step_halving=checks), tmp_path)
     payload = json.loads(path.read_text())
     assert path.name == "03_bayes_robustness__toy__pair__seed0.json" and path.parent.name == "quick"
     metrics = payload["metrics"]
@@ -143,18 +176,18 @@ def test_result_file_has_the_summary_keys(toy, tmp_path):
     assert metrics["step_halving"]["symmetric"]["mean_l2"] == pytest.approx(checks[0].mean_l2)
     assert payload["attacks"] == ["gradient", "fmn"] and payload["gradient_step"] == rb.DEFAULT_GRADIENT_STEP
     results = collect_results("quick", tmp_path)
-    read = results.value("03", "toy", "pair", "bayes_asymmetric.mean_l2")
+    read = results.value(BAYES, "toy", "pair", "bayes_asymmetric.mean_l2")
     assert read == pytest.approx(asym.report.mean_l2)
-    read = results.value("03", "toy", "pair", "subspace_distance_mean")
+    read = results.value(BAYES, "toy", "pair", "subspace_distance_mean")
     assert read == pytest.approx(sym.bound_means()[0])
 
 
 def test_figures(toy):
     _, sym, asym = toy
-    fig = rb.plot_symmetric_vs_asymmetric(sym, asym, n_show=3)
+    fig = figures.plot_figure4_examples(sym, asym, n_show=3)
     assert len(fig.axes) == 2 * (1 + 3 * 3)
-    assert len(rb.plot_figure11(sym).axes) == 2
-    ax = rb.plot_sandwich(sym).axes[0]
+    assert len(figures.plot_figure11(sym).axes) == 2
+    ax = figures.plot_sandwich(sym).axes[0]
     assert len(ax.collections) == 4 and ax.collections[1].get_offsets().shape[0] == sym.evaluated.sum()
     plt.close("all")
 
@@ -179,11 +212,11 @@ def test_bad_parameters_raise(toy):
     with pytest.raises(ValueError, match="unknown device"):
         rb.evaluate_bayes(models, "symmetric", 2, ["gradient"], device="tpu")
     with pytest.raises(ValueError, match="symmetric variant only"):
-        rb.plot_sandwich(asym)
+        figures.plot_sandwich(asym)
     with pytest.raises(ValueError, match="symmetric then the asymmetric"):
-        rb.save_bayes_result(asym, sym)
+        rb.chapter3_result(asym, sym)
     with pytest.raises(ValueError, match="n_show"):
-        rb.plot_symmetric_vs_asymmetric(sym, asym, n_show=0)
+        figures.plot_figure4_examples(sym, asym, n_show=0)
 
 
 def test_resolve_n_attack_and_fmn_step():
@@ -197,7 +230,7 @@ def test_real_mnist_models(tmp_path, monkeypatch):
     monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)  # the bundled sample: fast and fixed
     models = build_task_models("mnist", "0_vs_6", "quick", seed=0, device="cpu", progress=False)
-    noise = rb.noise_table(models)
+    noise = noise_table(models)
     assert isinstance(noise, pd.DataFrame) and list(noise.index) == ["0", "6"]
     assert (noise["share at the floor sigma = 0.01"] > 0.3).all()
     run = {"n_attack": 6, "attacks": ["gradient"], "device": "cpu", "progress": False}
@@ -215,7 +248,7 @@ def test_thinner_components_make_the_asymmetric_pair_more_fragile():
     table = rb.asymmetric_noise_study(models, [None, 0.05, 0.001], 32, device="cpu", progress=False)
     assert table["noise"].tolist() == ["fitted", "set", "set"]
     assert table["noise std"].tolist() == pytest.approx([0.01, 0.05, 0.001])
-    own = rb.evaluate_bayes(models, "asymmetric", 32, ["gradient"], 0, "cpu", progress=False, resume=False)
+    own = rb.evaluate_bayes(models, "asymmetric", 32, ["gradient"], 0, "cpu", progress=False)
     assert table.loc[0, "mean L2"] == pytest.approx(own.report.mean_l2)  # None: the chapter's own pair
     l2 = table["mean L2"].tolist()
     assert l2[1] > 2 * l2[0] and l2[0] > 2 * l2[2]  # ordered by the noise std: 0.45, 0.15, 0.05

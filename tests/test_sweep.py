@@ -7,6 +7,7 @@ Runs execute ``tests/data/sweep_book/90_probe.ipynb``, a stand-in chapter that s
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -15,21 +16,25 @@ import socket
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from nbhelpers import results, sweep
-from nbhelpers.__main__ import SUBCOMMANDS, build_parser
-from nbhelpers.notebook_runner import process_alive
+from nbhelpers.core.progress import TEXT_PROGRESS_ENV
+from nbhelpers.core.versions import code_version, notebook_source_version
+from nbhelpers.runs import manifest, results, sweep
+from nbhelpers.runs.cli import SUBCOMMANDS, build_parser
+from nbhelpers.runs.notebook_runner import process_alive
+from nbhelpers.runs.sweep import execute
+from nbhelpers.runs.sweep import plan as sweep_plan
+from nbhelpers.science.data import BUNDLED_SAMPLE, REAL_DATA_ATTRIBUTES
 from tests.conftest import ROOT
 from tests.data.run_probe_sweep import probe_tasks
 
 PROBE_BOOK = ROOT / "tests" / "data" / "sweep_book"
 DRIVER = ROOT / "tests" / "data" / "run_probe_sweep.py"
-# The 15 tasks of the book, as nbhelpers.data lists them.
+# The 15 tasks of the book, as nbhelpers.science.data lists them.
 BOOK_TASKS = [
     ("celeba", a)
     for a in (
@@ -90,7 +95,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("finished")
     book = Path(shutil.copytree(PROBE_BOOK, base / "book"))
     argv = options(book, "--tasks", "mnist:0_vs_6", "CelebA:smiling", "--seeds", "2")
-    version = results.code_version()
+    version = code_version()
     code = sweep.main(argv, tasks_for=probe_tasks)
     return {"book": book, "argv": argv, "code": code, "version": version}
 
@@ -107,7 +112,7 @@ def test_sweep_leaves_one_notebook_result_stamp_and_logs_per_run(finished):
         assert result["metrics"]["cwd"] == "book"  # chapters execute inside the book folder
         assert result["metrics"]["device"] == "auto"
         assert result["metrics"]["text_progress"] == "1"  # progress bars as text, into the run's log
-        assert result["code_version"] == results.code_version()
+        assert result["code_version"] == code_version()
         stamp = json.loads(Path(f"{path}.done").read_text())
         assert stamp["notebook_sha256"] == hashlib.sha256((book / "90_probe.ipynb").read_bytes()).hexdigest()
         assert stamp["result_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -131,7 +136,7 @@ def test_sweep_leaves_one_notebook_result_stamp_and_logs_per_run(finished):
 def test_up_to_date_runs_are_skipped_and_dry_run_tells_which(finished, capsys):
     book = finished["book"]
     before = {p: p.read_bytes() for p in (book.parent / "results" / "quick").iterdir()}
-    assert results.code_version() == finished["version"], "nbhelpers was edited during the test"
+    assert code_version() == finished["version"], "nbhelpers was edited during the test"
     capsys.readouterr()
     assert sweep.main(finished["argv"], tasks_for=probe_tasks) == 0
     assert "0 finished, 2 up to date, 0 failed" in capsys.readouterr().out
@@ -159,11 +164,11 @@ def test_stale_reason_names_what_changed(finished, tmp_path):
     assert sweep.stale_reason(run, current) is None
     # The stamp holds the version of the sources the notebook imports: the package's version is not asked.
     stamp = json.loads(run.stamp_path.read_text())
-    assert stamp["source_version"] == results.notebook_source_version(run.notebook)
+    assert stamp["source_version"] == notebook_source_version(run.notebook)
     assert sweep.stale_reason(run, "0.0.0+other") is None
     run.stamp_path.write_text(json.dumps({**stamp, "source_version": "0.0.0+other"}))
     assert sweep.stale_reason(run, current) == (
-        f"code changed (0.0.0+other -> {results.notebook_source_version(run.notebook)})"
+        f"code changed (0.0.0+other -> {notebook_source_version(run.notebook)})"
     )
     assert sweep.stale_reason(run, current, keep_finished=True) is None
     # A stamp of an older sweep, without it: the result's whole-package version decides.
@@ -239,7 +244,7 @@ def test_switching_the_data_folder_reruns(finished, tmp_path, monkeypatch):
     (full / "mnist.npz").write_bytes(b"abcd")  # other data in the same folder
     assert planned_run().data.endswith("mnist.npz (4 bytes)")
     monkeypatch.delenv("NBHELPERS_DATA_DIR")
-    assert planned_run().data == sweep.BUNDLED_SAMPLE
+    assert planned_run().data == BUNDLED_SAMPLE
     # A stamp written before the data source was recorded is kept.
     run.stamp_path.write_text(json.dumps({k: v for k, v in stamp.items() if k != "data"}))
     monkeypatch.setenv("NBHELPERS_DATA_DIR", str(full))
@@ -281,10 +286,10 @@ def test_param_reaches_the_notebook_and_a_new_value_reruns(finished, tmp_path, c
 
 
 def test_text_progress_env_switches_the_bars_to_text():
-    check = "from nbhelpers.progress import tqdm; print(tqdm.__module__)"
+    check = "from nbhelpers.core.progress import tqdm; print(tqdm.__module__)"
     modules = {}
     for value in ("1", "0"):
-        env = {**os.environ, sweep.TEXT_PROGRESS_ENV: value}
+        env = {**os.environ, TEXT_PROGRESS_ENV: value}
         out = subprocess.run(
             [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
         )
@@ -346,17 +351,19 @@ def test_python_engine_names_why_the_runner_stopped_before_any_cell(book, tmp_pa
         engine="python",
     ).runs
     # a runner that stops before any cell, as it does for a notebook it cannot read
-    fake = tmp_path / "python"
-    message = "nbhelpers.notebook_runner: error: cannot read notebook x"
-    fake.write_text(f"#!/bin/sh\necho '{message}' >&2\nexit 2\n")
+    fake, pythonpath = tmp_path / "python", tmp_path / "pythonpath"
+    message = "nbhelpers.runs.notebook_runner: error: cannot read notebook x"
+    fake.write_text(f"#!/bin/sh\necho \"$PYTHONPATH\" > '{pythonpath}'\necho '{message}' >&2\nexit 2\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(sweep.sys, "executable", str(fake))
+    monkeypatch.setattr(execute.sys, "executable", str(fake))
     outcome = sweep.execute_run(run)
     assert not outcome.ok and not run.result_path.exists()
     assert outcome.message == (
         "NotebookProcessError: the notebook process exited with status 2: "
-        "nbhelpers.notebook_runner: error: cannot read notebook x"
+        "nbhelpers.runs.notebook_runner: error: cannot read notebook x"
     )
+    # the runner starts in the book folder: the folder holding this nbhelpers comes first on its path
+    assert pythonpath.read_text().strip().split(os.pathsep)[0] == str(ROOT)
     # a notebook that became unreadable after planning fails its run instead of the sweep
     run.notebook.write_text("not a notebook")
     outcome = sweep.execute_run(run)
@@ -365,9 +372,11 @@ def test_python_engine_names_why_the_runner_stopped_before_any_cell(book, tmp_pa
 
 def test_python_engine_runs_without_jupyter_and_reports_failures(book, capsys, monkeypatch):
     # Hide papermill: "auto" must fall back to the python engine, "papermill" must say what to install.
-    real_find_spec = sweep.importlib.util.find_spec
+    real_find_spec = sweep_plan.importlib.util.find_spec
     monkeypatch.setattr(
-        sweep.importlib.util, "find_spec", lambda name: None if name == "papermill" else real_find_spec(name)
+        sweep_plan.importlib.util,
+        "find_spec",
+        lambda name: None if name == "papermill" else real_find_spec(name),
     )
     assert sweep.main(options(book, "--engine", "papermill"), tasks_for=probe_tasks) == 2
     assert "engine 'papermill' needs papermill" in capsys.readouterr().err
@@ -379,7 +388,7 @@ def test_python_engine_runs_without_jupyter_and_reports_failures(book, capsys, m
     smiling = result_file(book, "celeba", "Smiling", seed=1)
     result = json.loads(smiling.read_text())
     assert result["metrics"]["value"] == 7 + len("Smiling") and result["metrics"]["cwd"] == "book"
-    assert result["metrics"]["text_progress"] == "1" and sweep.TEXT_PROGRESS_ENV not in os.environ
+    assert result["metrics"]["text_progress"] == "1" and TEXT_PROGRESS_ENV not in os.environ
     nb = json.loads(run_file(book, "celeba", "Smiling", ".ipynb", seed=1).read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert "attribute = 'Smiling'" in injected[0]["source"] and "scale = 7" in injected[0]["source"]
@@ -453,7 +462,7 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
     No process may outlive its sweep: not the worker, not the kernel (with the python engine, the notebook
     runner's process)."""
     log, marker = tmp_path / "executed.log", tmp_path / "in_flight.json"
-    version = results.code_version()
+    version = code_version()
     tasks = ["mnist:0_vs_6", "celeba:Slow", "celeba:Smiling"]
     argv = options(book, "--tasks", *tasks, "--jobs", "1", "--engine", engine)
     proc = _start_sweep_sleeping_on_slow(argv, tmp_path, log, marker)
@@ -498,13 +507,13 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(book, tmp_path, monkeyp
     first_bytes = (results_dir / "quick" / first).read_bytes()
 
     before = executed(log)
-    assert results.code_version() == version, "nbhelpers was edited during the test: every run is stale"
+    assert code_version() == version, "nbhelpers was edited during the test: every run is stale"
     monkeypatch.setenv("SWEEP_PROBE_LOG", str(log))
     assert sweep.main(argv, tasks_for=probe_tasks) == 0
     assert executed(log) == before + missing
     assert (results_dir / "quick" / first).read_bytes() == first_bytes
     plan = sweep.plan_sweep(tasks=tasks, **_dirs(book), tasks_for=probe_tasks, engine=engine)
-    assert [sweep.stale_reason(r, results.code_version()) for r in plan.runs] == [None, None, None]
+    assert [sweep.stale_reason(r, code_version()) for r in plan.runs] == [None, None, None]
     assert len(assert_complete_files(results_dir)) == 6
     assert not list(results_dir.rglob("*.partial.ipynb"))
     assert not (results_dir / ".staging").exists()
@@ -548,7 +557,7 @@ def test_a_run_that_another_sweep_is_executing_is_left_alone(book, tmp_path, mon
     # the kernel dropped the dead sweep's lock: nothing to clean up by hand
     assert sweep.main(argv, tasks_for=probe_tasks) == 0
     assert executed(log) == ["celeba:Slow:0", "celeba:Slow:0"]
-    assert sweep.stale_reason(run, results.code_version()) is None
+    assert sweep.stale_reason(run, code_version()) is None
     assert not (book.parent / "results" / ".locks").exists()
     assert not (book.parent / "results" / ".staging").exists()
 
@@ -560,7 +569,7 @@ def test_a_run_finished_by_another_sweep_since_planning_is_kept(book, tmp_path, 
         tasks=["celeba:Smiling"], **_dirs(book), tasks_for=probe_tasks, engine="python"
     )
     (run,) = planned.runs
-    assert sweep.stale_reason(run, results.code_version()) == "no result yet"
+    assert sweep.stale_reason(run, code_version()) == "no result yet"
     # another sweep, planned later, finishes the run first
     report = sweep.sweep(
         sweep.plan_sweep(tasks=["celeba:Smiling"], **_dirs(book), tasks_for=probe_tasks, engine="python"),
@@ -643,7 +652,7 @@ def test_dask_scheduler_runs_on_a_local_cluster(book, capsys):
         assert Path(f"{path}.done").exists()
         assert run_file(book, dataset, attribute, ".ipynb").exists()
     plan = sweep.plan_sweep(tasks=["mnist:0_vs_6", "celeba:Smiling"], **_dirs(book), tasks_for=probe_tasks)
-    assert [sweep.stale_reason(r, results.code_version()) for r in plan.runs] == [None, None]
+    assert [sweep.stale_reason(r, code_version()) for r in plan.runs] == [None, None]
 
 
 def _free_port() -> int:
@@ -756,8 +765,8 @@ def test_cpu_workers_share_the_cores(monkeypatch):
 
 @pytest.fixture
 def book_tasks(monkeypatch):
-    """``nbhelpers.data`` as the sweep sees it: just its task list."""
-    monkeypatch.setitem(sys.modules, "nbhelpers.data", types.SimpleNamespace(TASKS=BOOK_TASKS))
+    """The book's task list as the sweep sees it (``TASKS`` where ``chapter_tasks`` reads it)."""
+    monkeypatch.setattr(sweep_plan, "TASKS", BOOK_TASKS)
 
 
 def test_real_data_chapter_takes_only_its_five_celeba_attributes(book, book_tasks, capsys):
@@ -784,16 +793,18 @@ def test_real_data_chapter_takes_only_its_five_celeba_attributes(book, book_task
 
 
 def test_real_task_list_covers_the_real_data_chapter():
-    pytest.importorskip("nbhelpers.data", reason="nbhelpers.data (the task list) is not in this checkout yet")
-    assert len(sweep.chapter_tasks("05_real_data")) == len(sweep.REAL_DATA_ATTRIBUTES)
+    assert len(sweep.chapter_tasks("05_real_data")) == len(REAL_DATA_ATTRIBUTES)
 
 
 def test_command_line_lists_subcommands_and_sweep_options(book, book_tasks, capsys):
     proc = subprocess.run(
         [sys.executable, "-m", "nbhelpers", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
     )
-    assert f"sweep {sweep.HELP}" in " ".join(proc.stdout.split())  # argparse wraps long lines
-    assert list(SUBCOMMANDS) == ["sweep", "export-dataset", "checkpoints"]
+    listed = " ".join(proc.stdout.split())  # argparse wraps long lines
+    assert f"sweep {sweep.HELP}" in listed
+    assert list(SUBCOMMANDS) == ["sweep", "export-dataset", "checkpoints", "record"]
+    for name, module in SUBCOMMANDS.items():
+        assert f"{name} {importlib.import_module(module).HELP}" in listed
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["sweep", "--help"])
     assert exit_info.value.code == 0
@@ -814,3 +825,16 @@ def test_command_line_lists_subcommands_and_sweep_options(book, book_tasks, caps
     )
     assert args.handler(args) == 0
     assert "2 runs (2 to run, 0 up to date)" in capsys.readouterr().out
+
+
+def test_record_is_a_subcommand_and_wants_a_command(tmp_path, capsys):
+    """``nbhelpers record`` (was ``python -m nbhelpers.summary``): run by the command line, refusing to run
+    nothing; running a command is tested with the manifest (tests/test_summary.py)."""
+    args = build_parser().parse_args(["record", "--results-dir", str(tmp_path), "--", "true"])
+    assert args.handler is manifest.run and args.command[-1] == "true"
+    for after in ([], ["--"]):
+        args = build_parser().parse_args(["record", "--results-dir", str(tmp_path), *after])
+        assert args.handler(args) == 2
+        captured = capsys.readouterr()
+        assert "no command given: put it after --" in captured.err and captured.out == ""
+    assert manifest.read_manifest(tmp_path) is None  # nothing ran, nothing recorded

@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from nbhelpers import experiments, summary
+from nbhelpers.chapters import ch5_real, learned
+from nbhelpers.chapters.task_models import build_task_models
+from nbhelpers.runs.checkpoints import Checkpoints
+from nbhelpers.runs.manifest import cpu_capability, cpu_name
 from tests.conftest import load_script
 
 
@@ -25,9 +27,9 @@ def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, caps
     args += ["--images-per-component", "50", "--out", str(out)]
     assert table3_prior.main(args) == 0
     record = json.loads(out.read_text())
-    task = experiments.real_task("Bangs", "quick")
+    task = ch5_real.real_task("Bangs", "quick")
     assert record["n_real_train"] == len(task.y_train)
-    assert record["real_epochs"] == experiments.matched_epochs(len(task.y_train), "quick", symmetric_epochs=1)
+    assert record["real_epochs"] == ch5_real.matched_epochs(len(task.y_train), "quick", symmetric_epochs=1)
     prior = float(np.mean(task.y_train == 1))
     assert record["real_train_prior"] == pytest.approx(prior) and 0 < prior < 0.5  # Bangs is the rarer class
     table3 = record["table3"]
@@ -44,7 +46,8 @@ def test_writes_table3_per_class_and_with_the_prior(table3_prior, tmp_path, caps
     # and the 54 faces with bangs get the profile's floor of 2
     assert record["images_per_component"] == 50 and record["components"] == [6, 2]
     printed = capsys.readouterr().out
-    assert "drop with the prior (points)" in printed and "Bangs %" in printed
+    # Table 3's row as chapter 5 shows it, with the drop left once the real prior is used, and per class
+    assert "drop, real prior" in printed and "CelebA / Bangs" in printed and "Bangs %" in printed
 
 
 def test_bad_input_is_named(table3_prior, tmp_path, capsys):
@@ -67,7 +70,9 @@ def test_bad_input_is_named(table3_prior, tmp_path, capsys):
 def test_bayes_only_trains_no_cnn(table3_prior, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
     monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(experiments, "train_cnn", None)  # calling it would fail the test
+    # every CNN, the script's and chapter 5's, trains through learned.fit_cnn's fit_classifier: calling it
+    # would fail the test
+    monkeypatch.setattr(learned, "fit_classifier", None)
     out = tmp_path / "bayes.json"
     args = ["--attribute", "Smiling", "--profile", "quick", "--bayes-only", "--device", "cpu"]
     args += ["--max-images-per-class", "120", "--latent-dim", "3", "--out", str(out)]
@@ -76,12 +81,12 @@ def test_bayes_only_trains_no_cnn(table3_prior, tmp_path, capsys, monkeypatch):
     assert record["n_mfa_train"] == [120, 120] and record["latent_dim"] == 3
     assert record["components"] == [2, 2]  # 120 faces at quick's 100 per component: the floor of 2
     # the derived profile is registered under its own name, so its MFA pair has its own cache entry
-    models = experiments.build_task_models("celeba", "Smiling", "quick-120-per-class-latent3", 0, "cpu")
+    models = build_task_models("celeba", "Smiling", "quick-120-per-class-latent3", 0, "cpu")
     assert [mfa.l for mfa in models.fitted] == [3, 3]
-    task = experiments.real_task("Smiling", "quick")
-    assert record["table3"] == pytest.approx(experiments.bayes_real_accuracy(models, task))
+    task = ch5_real.real_task("Smiling", "quick")
+    assert record["table3"] == pytest.approx(ch5_real.bayes_real_accuracy(models, task))
     assert "real_epochs" not in record
-    assert record["cpu"] == summary.cpu_name() and record["cpu_capability"] == summary.cpu_capability()
+    assert record["cpu"] == cpu_name() and record["cpu_capability"] == cpu_capability()
     variants = [f"bayes_{variant}" for variant in ("fitted", "symmetric")]
     assert set(record["table3"]) == {*variants, *(f"{name}_prior_corrected" for name in variants)}
     assert record["command"] == (
@@ -102,10 +107,10 @@ def test_symmetric_cnn_seeds_train_only_symmetric_cnns(table3_prior, tmp_path, c
     seeds = record["symmetric_cnn_seeds"]
     assert list(seeds) == ["0", "5"] and "real_epochs" not in record and "table3" not in record
     # Seed 0 (that of the data, --seed 0) is the symmetric CNN that chapter 5's Table 3 trains.
-    models = experiments.build_task_models("celeba", "Smiling", "quick", 0, "cpu")
-    task = experiments.real_task("Smiling", "quick")
-    real_cnn = experiments.train_cnn(task.x_train, task.y_train, task.image_shape, epochs=1, device="cpu")
-    table3 = experiments.symmetric_vs_real(models, task, real_cnn, profile="quick", device="cpu", epochs=1)
+    models = build_task_models("celeba", "Smiling", "quick", 0, "cpu")
+    task = ch5_real.real_task("Smiling", "quick")
+    real_cnn = learned.train_cnn(task.x_train, task.y_train, task.image_shape, epochs=1, device="cpu")
+    table3 = ch5_real.symmetric_vs_real(models, task, real_cnn, profile="quick", device="cpu", epochs=1)
     keys = ("symmetric_train", "symmetric_train_class0", "symmetric_train_class1")
     assert seeds["0"] == pytest.approx({key: table3[key] for key in keys})
     accuracies = [entry["symmetric_train"] for entry in seeds.values()]
@@ -134,22 +139,24 @@ def test_a_crashed_run_resumes_after_its_last_trained_cnn(table3_prior, tmp_path
     out = tmp_path / "resumed.json"
     args = ["--attribute", "Smiling", "--profile", "quick", "--epochs", "1", "--device", "cpu", *mode]
     args += ["--out", str(out)]
-    train_cnn = experiments.train_cnn
+    fit_classifier = learned.fit_classifier
     trained: list[tuple[int, int]] = []  # (seed, epochs) of each CNN training that started
     crash_at = 2  # the first run dies in its second CNN's training
 
-    def counting_train_cnn(*arrays, seed, epochs, **options):
+    # Every CNN, the script's and chapter 5's symmetric one, trains through learned.fit_cnn, which calls
+    # fit_classifier. (The step functions themselves stay the package's, so the checkpoints' keys do too.)
+    def counting_fit_classifier(*args, seed, epochs, **options):
         trained.append((seed, epochs))
         if len(trained) == crash_at:
             raise RuntimeError("killed")
-        return train_cnn(*arrays, seed=seed, epochs=epochs, **options)
+        return fit_classifier(*args, seed=seed, epochs=epochs, **options)
 
-    monkeypatch.setattr(experiments, "train_cnn", counting_train_cnn)
+    monkeypatch.setattr(learned, "fit_classifier", counting_fit_classifier)
     with pytest.raises(RuntimeError, match="killed"):
         table3_prior.main(args)
     folder = tmp_path / "checkpoints" / "table3_prior__Smiling__quick__seed0__resumed"
     (kept,) = folder.glob("*.pt")  # the first CNN, and only it
-    kept_seconds = torch.load(kept, weights_only=False)["seconds"]
+    kept_seconds = Checkpoints.load(kept).seconds
     first, second = trained
     trained.clear()
     crash_at = 0

@@ -12,8 +12,10 @@ import torch
 from ipywidgets.widgets.widget_link import Link
 from matplotlib.figure import Figure
 
-from nbhelpers import get_profile, theory, theory_plots
-from nbhelpers.widgets import figure_to_png, image_slider
+from nbhelpers.chapters import ch1_theory as theory_plots
+from nbhelpers.chapters.profiles import get_profile
+from nbhelpers.chapters.widgets import figure_to_png, image_slider
+from nbhelpers.science import theory
 
 SIZES = get_profile("quick").theory
 
@@ -275,7 +277,7 @@ def test_overlapping_components_make_the_pair_distance_no_bound_and_the_residual
 
 
 def test_mixture_pair_distance_is_a_lower_bound_and_exact_when_consistent(rng):
-    model = theory.figure3_model("mixture", "asymmetric")
+    model = theory.toy_model("mixture", "asymmetric")
     x1, x2 = model.sample(40, rng)
     x = np.concatenate([x1[:4], x2[:4], x1[4:], x2[4:]])
     res = theory.mixture_boundary_distance(x, model.mix1, model.mix2)
@@ -329,18 +331,18 @@ def test_discrete_tables_reject_unknown_kind():
 
 
 def test_figure3_asymmetric_panels_bring_class1_close():
-    data = theory.figure3_distances(n_points=150, seed=0)
+    data = theory_plots.figure3_distances(n_points=150, seed=0)
     for top, bottom in ("ae", "bf", "cg", "dh"):
         sym1, asym1 = np.median(data[top][2]), np.median(data[bottom][2])
         assert asym1 < 0.1 * sym1, (top, bottom, sym1, asym1)
         assert np.median(data[bottom][3]) > 0.3 * np.median(data[top][3])  # class 2 stays far
 
 
-def test_figure3_model_rejects_unknown_names():
+def test_toy_model_rejects_unknown_names():
     with pytest.raises(ValueError, match="valid shapes are"):
-        theory.figure3_model("cubic", "symmetric")
+        theory.toy_model("cubic", "symmetric")
     with pytest.raises(ValueError, match="valid kinds are"):
-        theory.figure3_model("spherical", "lopsided")
+        theory.toy_model("spherical", "lopsided")
     with pytest.raises(ValueError, match="positive"):
         theory.ratio_model(0.0)
 

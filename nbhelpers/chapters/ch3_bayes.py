@@ -12,8 +12,9 @@ Choices of ours (the paper leaves them open):
 
 - the attacked samples are drawn with seed ``ATTACK_SEED_OFFSET + seed``, apart from the seeds of
   chapter 2's accuracy check (``seed + 100``) and of the train/test sets (``2 seed``, ``2 seed + 1``);
-- the gradient attack's step defaults to ``DEFAULT_GRADIENT_STEP`` (see ``nbhelpers.science.attacks.gradient``)
-  and its step budget grows as the step shrinks, so every step size may walk ``GRADIENT_PATH_LENGTH``;
+- the gradient attack's step defaults to ``DEFAULT_GRADIENT_STEP`` (see
+  ``nbhelpers.science.attacks.gradient``) and its step budget grows as the step shrinks, so every step
+  size may walk ``GRADIENT_PATH_LENGTH``;
 - FMN's largest step is ``fmn_max_stepsize(profile)`` instead of the 0.1 the attack module picks for
   learned classifiers: its path before the first adversarial is at most ``max_stepsize * steps / 2``
   long (cosine-annealed steps), 5 for 0.1 and the quick profile's 100 steps, too short for symmetric
@@ -170,7 +171,8 @@ def evaluate_bayes(
         variant: "symmetric", "asymmetric" (or "fitted").
         n_attack: samples attacked (half per class, an odd count drops one at random); None: the
             profile's ``attacks.n_attack``.
-        attacks: names from ``nbhelpers.science.attacks.ATTACKS``; each sample keeps its smallest perturbation.
+        attacks: names from ``nbhelpers.science.attacks.ATTACKS``; each sample keeps its smallest
+            perturbation.
         seed: the samples are drawn with seed ``ATTACK_SEED_OFFSET + seed``.
         device: "auto", "cpu" or "cuda".
         gradient_step: L2 step of the gradient attack (None: ``DEFAULT_GRADIENT_STEP``).

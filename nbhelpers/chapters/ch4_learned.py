@@ -403,8 +403,9 @@ def plot_figure7(
 
 
 def figure8_table(results: ResultSet) -> pd.DataFrame:
-    """Figure 8's numbers: one row per trained CNN of chapter 04's sweeps (averaged over seeds), [n, 5]: task,
-    sweep (a key of :data:`SWEEPS`), value (training examples, width, depth or beta), test_accuracy, mean_l2."""
+    """Figure 8's numbers: one row per trained CNN of chapter 04's sweeps (averaged over seeds), [n, 5]:
+    task, sweep (a key of :data:`SWEEPS`), value (training examples, width, depth or beta), test_accuracy,
+    mean_l2."""
     columns = ["task", "sweep", "value", "test_accuracy", "mean_l2"]
     rows = []
     for result in results.results:

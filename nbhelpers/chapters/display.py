@@ -77,6 +77,8 @@ def format_accuracy_pairs(table: pd.DataFrame, decimals: int = 0) -> pd.DataFram
         text = f"{clean:.{decimals}%}"
         return text if math.isnan(adversarial) else f"{text} ({adversarial:.{decimals}%})"
 
+    import pandas as pd
+
     from nbhelpers.chapters.resultset import ADVERSARIAL, CLEAN
 
     models = list(dict.fromkeys(table.columns.get_level_values(0)))

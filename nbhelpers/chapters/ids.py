@@ -36,6 +36,11 @@ CHAPTERS: tuple[ChapterId, ...] = (THEORY, DATASETS, BAYES, LEARNED, REAL, SUMMA
 RESULT_CHAPTERS: tuple[ChapterId, ...] = (BAYES, LEARNED, REAL)
 
 
+def is_chapter_id(text: str) -> bool:
+    """Whether ``text`` is a chapter's notebook name ("NN_words")."""
+    return isinstance(text, str) and bool(_PATTERN.match(text))
+
+
 def chapter_id(text: str) -> ChapterId:
     """The id of one of the book's chapters from its name ("03_bayes_robustness") or number ("03", "3")."""
     if isinstance(text, str) and _PATTERN.match(text):

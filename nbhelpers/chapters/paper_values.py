@@ -7,7 +7,7 @@ on the [0, 1] pixel scale of the flattened image, as everywhere in the book.
 A note on the bracketed "adversarial accuracy" of Tables 1 and 2: for every CNN and linear SVM entry the
 clean and bracketed numbers add up to 100% (e.g. Table 2, CelebA / Male, CNN: 94.7% (5.30%)). The paper's
 bracket is therefore the accuracy *on the attacked inputs*, where an attack that flips every prediction
-also turns the misclassified samples into correct ones; see :func:`nbhelpers.chapters.ch6_summary.adversarial_accuracy`.
+also turns the misclassified samples into correct ones; see :func:`adversarial_accuracy`.
 """
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ class ResultSet:
         found = self.files[self.files["chapter"].isin(chapters)]
         return task_order(set(zip(found["dataset"], found["attribute"], strict=True)))
 
-    def of(self, chapter: str, task: Task) -> list[Result]:
+    def results_of(self, chapter: str, task: Task) -> list[Result]:
         """The results of ``chapter`` for ``task`` (one per seed)."""
         return [r for r in self.results if r.chapter == chapter and r.task == tuple(task)]
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import os
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,13 +117,28 @@ def _package_modules(value: Any) -> set[str]:
     return found
 
 
+def _own_source(fn: Callable[..., Any]) -> str:
+    """The code of a step function outside the package: its module's source, else the function's own (a
+    function typed into a notebook cell has no file), else its bytecode."""
+    for target in (sys.modules.get(fn.__module__), fn):
+        try:
+            return inspect.getsource(target)
+        except (OSError, TypeError):
+            continue
+    return fn.__code__.co_code.hex()
+
+
 def step_key(step: str, fn: Callable[..., Any], inputs: dict[str, Any]) -> str:
     """The key of step ``step`` computed by ``fn(**inputs)``: the function, the inputs that change its
     outcome (all but :data:`nbhelpers.chapters.steps.UNTRACKED`) and the sources of the function's module,
-    what it imports and the modules of the package objects it is given."""
+    what it imports and the modules of the package objects it is given. A function outside the package (a
+    script's, a notebook's) is keyed by its own source and the whole package's (``code_version``)."""
     tracked = {name: value for name, value in sorted(inputs.items()) if name not in UNTRACKED}
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    if fn.__module__ != "nbhelpers" and not fn.__module__.startswith("nbhelpers."):
+        return fingerprint(step, name, _own_source(fn), tracked)
     code = sorted({fn.__module__} | _package_modules(tracked))
-    return fingerprint(step, f"{fn.__module__}.{fn.__qualname__}", tracked, code=code)
+    return fingerprint(step, name, tracked, code=code)
 
 
 @functools.cache

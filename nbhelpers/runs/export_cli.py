@@ -25,7 +25,8 @@ EPILOG = (
     "Writes OUT/DATASET_ATTRIBUTE_VARIANT.npz (x_train, y_train, x_test, y_test as float32 in [0, 1], "
     "flattened (C, H, W); image_shape; class_names; and its provenance: dataset, attribute, variant, "
     "profile, seed, source) and OUT/models/DATASET_ATTRIBUTE/ (the fitted, symmetric and asymmetric MFA "
-    "pairs as safetensors, read with nbhelpers.science.mfa.MFA.load; meta.json with the task and each class's EM "
+    "pairs as safetensors, read with nbhelpers.science.mfa.MFA.load; meta.json with the task and each "
+    "class's EM "
     "log-likelihood history; geometry.npz with the data mean and the direction of the asymmetric "
     "outliers). Models are cached between runs ($NBHELPERS_CACHE_DIR). Exit status: 0 written, 2 bad input."
 )

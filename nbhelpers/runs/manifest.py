@@ -14,12 +14,14 @@ import platform
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from nbhelpers.chapters.display import Markdown, display_path
+from nbhelpers.chapters.ids import ChapterId
 from nbhelpers.chapters.resultset import ResultSet
 from nbhelpers.core.device import resolve_device
 from nbhelpers.core.io import write_json_atomic
@@ -273,7 +275,7 @@ def describe_results(results: ResultSet, manifest_dir: str | os.PathLike | None 
         lines = [f"No result files of profile `{results.profile}` in `{folder}/` ({results.scope()})."]
     else:
         per_chapter = results.files.groupby("chapter")["dataset"].count()
-        chapters = ", ".join(f"chapter {c}: {n}" for c, n in per_chapter.items())
+        chapters = ", ".join(f"chapter {ChapterId(c).number}: {n}" for c, n in per_chapter.items())
         created = sorted(str(c) for c in results.files["created"].dropna())
         versions = sorted({str(v) for v in results.files["code_version"].dropna()})
         current = code_version()
@@ -315,9 +317,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command after ``--``, then write the manifest entry; the command's exit status."""
+    """Run the command after ``--``, then write the manifest entry; the command's exit status (the shell's
+    128 + N when signal N ended it)."""
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        print("record: no command given: put it after --, e.g. -- python -m nbhelpers sweep --profile paper")
+        print(
+            "nbhelpers record: error: no command given: put it after --, e.g. -- python -m nbhelpers sweep "
+            "--profile paper",
+            file=sys.stderr,
+        )
         return 2
-    return record_command(command, args.results_dir)
+    status = record_command(command, args.results_dir)
+    return 128 - status if status < 0 else status  # killed by signal N: the shell's 128 + N

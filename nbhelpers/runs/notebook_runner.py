@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from nbhelpers.core.io import write_text_atomic
+
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 
@@ -219,9 +221,7 @@ def _captured() -> Iterator[tuple[io.StringIO, io.StringIO]]:
 
 
 def _write_atomic(path: Path, nb: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def run_notebook(

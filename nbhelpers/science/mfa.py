@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ import torch
 from torch import Tensor
 
 from nbhelpers.core.device import resolve_device
+from nbhelpers.core.io import atomic_path
 from nbhelpers.core.progress import finish_early, tqdm
 
 __all__ = ["MFA", "DensityTerms", "VALID_INITS", "CHUNK_BYTES", "CPU_CHUNK_BYTES"]
@@ -636,15 +636,8 @@ class MFA(torch.nn.Module):
             "dtype": str(self.dtype).removeprefix("torch."),
             "history": json.dumps(self.history_),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; exported models are meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
         return path
 
     @classmethod

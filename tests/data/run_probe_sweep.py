@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from nbhelpers import sweep
+from nbhelpers.runs import sweep
 
 PROBE_TASKS = [("mnist", "0_vs_6"), ("celeba", "Smiling"), ("celeba", "Slow"), ("celeba", "Fail")]
 

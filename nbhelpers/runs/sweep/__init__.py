@@ -21,7 +21,8 @@ Why a sweep can be killed at any moment and simply re-run:
 
 Runs go to a local pool of worker processes, or with ``--scheduler tcp://host:port`` to a Dask cluster.
 A run executes its notebook with papermill (a Jupyter kernel) or, with ``--engine python`` on machines
-without Jupyter, with :mod:`nbhelpers.runs.notebook_runner` in a child Python process; both leave the same files.
+without Jupyter, with :mod:`nbhelpers.runs.notebook_runner` in a child Python process; both leave the same
+files.
 
 The modules: ``plan`` (chapters, tasks, runs, staleness inputs), ``execute`` (one run: lock, check,
 execution), ``executors`` (local pool or Dask; ``sweep``), ``cli`` (the command line).

@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         default="auto",
         choices=ENGINES,
-        help="papermill (a Jupyter kernel), python (nbhelpers.runs.notebook_runner: no Jupyter needed, e.g. on a "
+        help="papermill (a Jupyter kernel), python (nbhelpers.runs.notebook_runner: no Jupyter needed, "
+        "e.g. on a "
         "bare GPU host), or auto: papermill where installed (default)",
     )
     parser.add_argument(

@@ -126,10 +126,12 @@ class NotebookRunError(RuntimeError):
 
 
 def _execute_python(run: Run, stdout: TextIO, stderr: TextIO) -> None:
-    """Run the notebook with ``nbhelpers.runs.notebook_runner`` in a child Python process (no Jupyter needed)."""
+    """Run the notebook with ``nbhelpers.runs.notebook_runner`` in a child Python process (no Jupyter
+    needed)."""
     env = dict(os.environ)
-    # The child starts in the book folder: make sure it imports this nbhelpers.
-    package_root = str(Path(__file__).resolve().parent.parent)
+    # The child starts in the book folder: make sure it imports this nbhelpers (the folder holding the
+    # package: this file is nbhelpers/runs/sweep/execute.py).
+    package_root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     command = [
         sys.executable,
@@ -281,8 +283,8 @@ def _execute_locked(run: Run, own_process: bool, started: float) -> RunOutcome:
             wrote = ", ".join(sorted(p.name for p in run.staging_dir.rglob("*.json"))) or "nothing"
             message = (
                 f"the notebook finished but wrote no {run.staged_result.name} (it wrote: {wrote}): it must "
-                f"call nbhelpers.runs.results.save_result({run.chapter!r}, dataset, attribute, profile, seed, "
-                "metrics, results_dir) with its parameters"
+                f"call nbhelpers.runs.results.save_result(Result({run.chapter!r}, dataset, attribute, "
+                "profile, seed, metrics), results_dir) with its parameters"
             )
         with open(run.stderr_log, "a") as log:
             log.write(f"\n[sweep] run failed: {message}\n{err}\n")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbhelpers.chapters.ids import REAL, is_chapter_id
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import VALID_DEVICES
 from nbhelpers.core.paths import (
@@ -27,13 +28,11 @@ from nbhelpers.science.data import BUNDLED_SAMPLE, REAL_DATA_ATTRIBUTES, TASKS
 
 # A chapter can be swept when its papermill ``parameters`` cell declares all of these.
 SWEEP_PARAMETERS = ("dataset", "attribute", "profile", "seed", "device", "results_dir")
-REAL_DATA_CHAPTER = "05_real_data"
 SCHEDULER_FORM = "tcp://host:port"
-# How a run executes its notebook: papermill with a Jupyter kernel, or nbhelpers.runs.notebook_runner in a plain
-# Python process (for machines without Jupyter); "auto" takes papermill where it is installed.
+# How a run executes its notebook: papermill with a Jupyter kernel, or nbhelpers.runs.notebook_runner in a
+# plain Python process (for machines without Jupyter); "auto" takes papermill where it is installed.
 ENGINES = ("auto", "papermill", "python")
 _SCHEDULER_RE = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
-_CHAPTER_RE = re.compile(r"^\d{2}_\w+$")
 
 Task = tuple[str, str]  # (dataset, attribute), e.g. ("celeba", "Smiling")
 TasksFor = Callable[[str], Sequence[Task]]  # chapter stem -> the tasks it takes
@@ -178,9 +177,10 @@ class SweepReport:
 
 
 def chapter_tasks(chapter: str) -> list[Task]:
-    """The tasks ``chapter`` takes: chapter 5 its five CelebA attributes, others ``nbhelpers.science.data.TASKS``."""
+    """The tasks ``chapter`` takes: chapter 5 its five CelebA attributes, the others every task of
+    ``nbhelpers.science.data.TASKS``."""
     tasks = [(str(dataset), str(attribute)) for dataset, attribute in TASKS]
-    if chapter == REAL_DATA_CHAPTER:
+    if chapter == REAL:
         return [(d, a) for d, a in tasks if d == "celeba" and a in REAL_DATA_ATTRIBUTES]
     return tasks
 
@@ -216,7 +216,7 @@ def resolve_chapters(names: Sequence[str] | None, book_dir: str | os.PathLike) -
         raise SweepError(
             f"book folder {book_dir} does not exist: pass --book-dir with the folder of the chapter notebooks"
         )
-    notebooks = {p.stem: p.resolve() for p in sorted(book_dir.glob("*.ipynb")) if _CHAPTER_RE.match(p.stem)}
+    notebooks = {p.stem: p.resolve() for p in sorted(book_dir.glob("*.ipynb")) if is_chapter_id(p.stem)}
     sweepable = {stem: path for stem, path in notebooks.items() if not _missing_parameters(path)}
     if not sweepable:
         raise SweepError(

@@ -25,6 +25,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.svm import SVC
+from sklearn.utils import Tags
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import Tensor, nn
 
 from nbhelpers.core.device import resolve_device
@@ -209,96 +212,142 @@ class RBFSVMModule(_SVMModule):
 
 
 # --------------------------------------------------------------------------------------------------
-# scikit-learn style estimators
+# scikit-learn estimators
 # --------------------------------------------------------------------------------------------------
 
 
+def _as_features(x: object) -> object:
+    """What ``validate_data`` gets: a torch tensor as a numpy array, images [n, C, H, W] (any array with
+    more than two dimensions) flattened in (C, H, W) order to [n, C*H*W]; anything else as given."""
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray) and x.ndim > 2:
+        x = x.reshape(x.shape[0], -1)
+    return x
+
+
 class _KernelSVM(ClassifierMixin, BaseEstimator):
-    """Shared fit / decision code of ``LinearSVM`` and ``RBFSVM`` (binary labels 0 and 1)."""
+    """Shared fit / decision code of ``LinearSVM`` and ``RBFSVM``: binary classifiers of any two labels.
+
+    scikit-learn conventions: ``__init__`` only stores the settings, ``fit`` checks them and the data
+    (``validate_data``), methods of an unfitted estimator raise ``NotFittedError``.
+    """
 
     _kernel = ""
 
-    def fit(self, x: ArrayLike, y: ArrayLike) -> _KernelSVM:
-        """Fit on x [n, d] (or [n, C, H, W]) floats and y [n] in {0, 1}; returns self.
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # one decision function f: two classes only
+        return tags
 
-        Fitted attributes: ``svc_`` (the sklearn SVC), ``precomputed_`` (path used), ``support_``
-        [m], ``support_vectors_`` [m, d] (dtype of x), ``dual_coef_`` [m] (alpha_i * y_i in
-        float64), ``intercept_``, ``classes_``, ``n_features_in_``, ``timings_`` (seconds).
+    def fit(self, X: ArrayLike, y: ArrayLike) -> _KernelSVM:
+        """Fit on X [n, d] (or images [n, C, H, W], flattened) and y [n] holding exactly two labels.
+
+        Any two labels work (0/1, -1/1, strings): ``classes_`` holds them sorted, and f(x) > 0 means
+        ``classes_[1]``. Integer features are converted to float64; float32 features are kept.
+
+        Fitted attributes: ``svc_`` (the sklearn SVC, fitted on the class indices 0/1), ``precomputed_``
+        (path used), ``support_`` [m], ``support_vectors_`` [m, d] (dtype of X), ``dual_coef_`` [m]
+        (alpha_i * (+1 for classes_[1], -1 for classes_[0]) in float64), ``intercept_``, ``gamma_``,
+        ``classes_``, ``n_features_in_`` (and ``feature_names_in_`` for a data frame), ``timings_``
+        (seconds).
         """
         self._check_params()
-        xt, yt = as_labelled_tensors(x, y, dtype=None)
-        if yt.unique().numel() != 2:
-            raise ValueError("y must hold both labels 0 and 1 to fit a binary SVM")
-        x_np = xt.detach().cpu().reshape(xt.shape[0], -1).numpy()
-        y_np = yt.cpu().numpy()
-        n, d = x_np.shape
-        self.gamma_ = self._resolve_gamma(x_np)
-        self.precomputed_ = self._use_precomputed(n)
+        X, y = validate_data(self, _as_features(X), y, dtype=(np.float64, np.float32))
+        check_classification_targets(y)
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type != "binary":
+            raise ValueError(
+                f"Only binary classification is supported. The type of the target is {y_type}: "
+                f"{type(self).__name__} separates two classes, y holds {len(np.unique(y))} classes"
+            )
+        classes, y_index = np.unique(y, return_inverse=True)
+        if len(classes) != 2:
+            raise ValueError(
+                f"{type(self).__name__} needs two classes in y, got 1 class ({classes[0]!r}): "
+                "a binary SVM cannot be fitted on one label"
+            )
+        if not X.flags.writeable:  # a read-only array (e.g. a memory map): torch needs a writable one
+            X = X.copy()
+        n = X.shape[0]
+        gamma = self._resolve_gamma(X)
+        precomputed = self._use_precomputed(n)
         t0 = time.perf_counter()
-        if self.precomputed_:
+        if precomputed:
             svc = SVC(kernel="precomputed", C=self.C, cache_size=self.cache_size)
             features = kernel_matrix(
-                x_np,
-                x_np,
+                X,
+                X,
                 self._kernel,
-                self.gamma_,
+                gamma,
                 device=self.device,
                 chunk_size=self.chunk_size,
                 progress=self.progress,
             )
         else:
-            gamma = {} if self.gamma_ is None else {"gamma": self.gamma_}
-            svc = SVC(kernel=self._kernel, C=self.C, cache_size=self.cache_size, **gamma)
-            features = x_np.astype(np.float64)
+            gamma_arg = {} if gamma is None else {"gamma": gamma}
+            svc = SVC(kernel=self._kernel, C=self.C, cache_size=self.cache_size, **gamma_arg)
+            features = X.astype(np.float64)
         t1 = time.perf_counter()
-        svc.fit(features, y_np)
+        # libsvm gets the class indices 0/1, so f > 0 stands for classes_[1] whatever the labels.
+        svc.fit(features, y_index.astype(np.int64))
         t2 = time.perf_counter()
-        self.timings_ = {"gram_s": t1 - t0 if self.precomputed_ else 0.0, "svc_s": t2 - t1}
+        self.timings_ = {"gram_s": t1 - t0 if precomputed else 0.0, "svc_s": t2 - t1}
+        self.gamma_ = gamma
+        self.precomputed_ = precomputed
         self.svc_ = svc
-        self.classes_ = svc.classes_
+        self.classes_ = classes
         self.support_ = svc.support_
-        self.support_vectors_ = x_np[svc.support_]
+        self.support_vectors_ = X[svc.support_]
         self.dual_coef_ = np.asarray(svc.dual_coef_[0], dtype=np.float64)
         self.intercept_ = float(svc.intercept_[0])
-        self.n_features_in_ = d
         return self
 
     def to_torch(self) -> _SVMModule:
-        """The fitted decision function as a torch module (float64 inside), logits [n, 2]."""
+        """The fitted decision function as a torch module (float64 inside), logits [n, 2] = [-f/2, f/2]:
+        class index 1 is ``classes_[1]``."""
         raise NotImplementedError
 
-    def decision_function(self, x: ArrayLike) -> np.ndarray:
-        """f(x) float64 [n] via the torch module on ``device``, x [n, d] (or [n, C, H, W])."""
-        self._check_fitted()
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
+        """f(x) float64 [n] via the torch module on ``device``, X [n, d] (or [n, C, H, W]); f > 0 means
+        ``classes_[1]``."""
+        check_is_fitted(self)
+        X = validate_data(
+            self, _as_features(X), reset=False, dtype=(np.float64, np.float32), ensure_min_samples=0
+        )
         device = resolve_device(self.device)
         module = self.to_torch().to(device)
-        x = torch.as_tensor(x)
+        out = []
         with torch.no_grad():
-            out = [
-                module.decision_function(x[start : start + self.chunk_size].to(device)).cpu()
-                for start in range(0, x.shape[0], self.chunk_size)
-            ]
+            for start in range(0, X.shape[0], self.chunk_size):
+                chunk = X[start : start + self.chunk_size]
+                chunk = torch.from_numpy(chunk if chunk.flags.writeable else chunk.copy())
+                out.append(module.decision_function(chunk.to(device)).cpu())
         return torch.cat(out).numpy() if out else np.empty(0)
 
-    def predict(self, x: ArrayLike) -> np.ndarray:
-        """Labels int64 [n]: 1 where f(x) > 0."""
-        return (self.decision_function(x) > 0).astype(np.int64)
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Labels [n] from ``classes_``: ``classes_[1]`` where f(x) > 0, else ``classes_[0]``."""
+        positive = self.decision_function(X) > 0  # raises NotFittedError first
+        return self.classes_[positive.astype(np.intp)]
 
     def _check_params(self) -> None:
+        """The settings, checked when ``fit`` starts (``__init__`` only stores them)."""
         if not (isinstance(self.precomputed, str) and self.precomputed == "auto") and not isinstance(
             self.precomputed, bool
         ):
             valid = ", ".join(repr(v) for v in VALID_PRECOMPUTED)
             raise ValueError(f"unknown precomputed mode {self.precomputed!r}: valid modes are {valid}")
-        if not self.C > 0:
-            raise ValueError(f"C must be > 0 (the paper uses 1.0), got {self.C!r}")
+        if not (_is_number(self.C) and self.C > 0):
+            raise ValueError(f"C must be a number > 0 (the paper uses 1.0), got {self.C!r}")
+        if not (isinstance(self.chunk_size, numbers.Integral) and not isinstance(self.chunk_size, bool)):
+            raise ValueError(f"chunk_size must be an integer >= 1, got {self.chunk_size!r}")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        resolve_device(self.device)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "svc_"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(x, y) first")
+        if not (_is_number(self.cache_size) and math.isfinite(self.cache_size) and self.cache_size > 0):
+            raise ValueError(f"cache_size must be a number of MB > 0, got {self.cache_size!r}")
+        if not isinstance(self.progress, (bool, np.bool_)):
+            raise ValueError(f"progress must be True or False, got {self.progress!r}")
+        resolve_device(self.device)  # raises with the list of valid devices
 
     def _use_precomputed(self, n: int) -> bool:
         if self.precomputed == "auto":
@@ -309,18 +358,27 @@ class _KernelSVM(ClassifierMixin, BaseEstimator):
         return None
 
 
+def _is_number(value: object) -> bool:
+    """A real number (numpy scalars too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 class LinearSVM(_KernelSVM):
     """The paper's "standard 2-class linear SVC" (B.4): libsvm ``SVC(kernel="linear", C)``.
 
+    A scikit-learn classifier of two labels (``check_estimator`` passes); every setting has a default
+    and is checked by ``fit``.
+
     Args:
-        C: soft-margin penalty (sklearn's default 1.0, as in the paper).
+        C: soft-margin penalty > 0 (sklearn's default 1.0, as in the paper).
         precomputed: "auto" (Gram path from ``AUTO_MIN_SAMPLES`` samples), True or False.
         device: where Gram matrices and decision functions are computed ("auto", "cpu", "cuda").
-        chunk_size: rows per torch block in Gram matrices and ``decision_function``.
-        cache_size: libsvm's kernel cache in MB.
+        chunk_size: rows per torch block in Gram matrices and ``decision_function`` (>= 1).
+        cache_size: libsvm's kernel cache in MB (> 0).
         progress: tqdm bar over the Gram matrix blocks.
 
-    After ``fit``: ``coef_`` [d] and ``intercept_`` give f(x) = coef_ . x + intercept_.
+    After ``fit``: ``coef_`` [d] and ``intercept_`` give f(x) = coef_ . x + intercept_ (f > 0 means
+    ``classes_[1]``).
     """
 
     _kernel = "linear"
@@ -330,7 +388,7 @@ class LinearSVM(_KernelSVM):
         C: float = 1.0,
         *,
         precomputed: str | bool = "auto",
-        device: str = "auto",
+        device: str | torch.device = "auto",
         chunk_size: int = 1024,
         cache_size: float = 500.0,
         progress: bool = False,
@@ -341,25 +399,29 @@ class LinearSVM(_KernelSVM):
         self.chunk_size = chunk_size
         self.cache_size = cache_size
         self.progress = progress
-        self._check_params()
 
-    def fit(self, x: ArrayLike, y: ArrayLike) -> LinearSVM:
-        super().fit(x, y)
+    def fit(self, X: ArrayLike, y: ArrayLike) -> LinearSVM:
+        super().fit(X, y)
         # w = sum_i alpha_i sv_i: libsvm's coef_ is unavailable on the precomputed path.
         self.coef_ = self.dual_coef_ @ self.support_vectors_.astype(np.float64)
         return self
 
     def to_torch(self) -> LinearSVMModule:
-        self._check_fitted()
+        check_is_fitted(self)
         return LinearSVMModule(self.coef_, self.intercept_)
 
 
 class RBFSVM(_KernelSVM):
     """RBF-kernel SVM (B.5): libsvm ``SVC(kernel="rbf", gamma, C)``, K(a, b) = exp(-gamma ||a - b||^2).
 
+    A scikit-learn classifier of two labels (``check_estimator`` passes); every setting has a default
+    and is checked by ``fit``.
+
     Args:
-        gamma: kernel coefficient 1 / (2 sigma^2) > 0, or "scale" for sklearn's 1 / (d * var(x));
-            pick it with ``search_gamma`` (the largest gamma that keeps high accuracy).
+        gamma: kernel coefficient 1 / (2 sigma^2) > 0, or "scale" (the default, as in sklearn's SVC)
+            for 1 / (d * var(X)) (1 where X has no variance). The book does not use the default: it
+            picks gamma with ``select_gamma`` (``search_gamma``'s table; the largest gamma that keeps
+            high accuracy) and passes it here.
         C, precomputed, device, chunk_size, cache_size, progress: as in ``LinearSVM``.
 
     After ``fit``: ``gamma_`` is the gamma used.
@@ -369,11 +431,11 @@ class RBFSVM(_KernelSVM):
 
     def __init__(
         self,
-        gamma: float | str,
+        gamma: float | str = "scale",
         C: float = 1.0,
         *,
         precomputed: str | bool = "auto",
-        device: str = "auto",
+        device: str | torch.device = "auto",
         chunk_size: int = 1024,
         cache_size: float = 500.0,
         progress: bool = False,
@@ -385,21 +447,21 @@ class RBFSVM(_KernelSVM):
         self.chunk_size = chunk_size
         self.cache_size = cache_size
         self.progress = progress
-        self._check_params()
 
     def _check_params(self) -> None:
         super()._check_params()
-        number = isinstance(self.gamma, numbers.Real) and not isinstance(self.gamma, bool)  # np.float32 too
-        if not (self.gamma == "scale" or (number and math.isfinite(self.gamma) and self.gamma > 0)):
+        scale = isinstance(self.gamma, str) and self.gamma == "scale"
+        if not (scale or (_is_number(self.gamma) and math.isfinite(self.gamma) and self.gamma > 0)):
             raise ValueError(f"gamma must be a number > 0 or 'scale', got {self.gamma!r}")
 
     def _resolve_gamma(self, x: np.ndarray) -> float:
-        if self.gamma == "scale":
-            return 1.0 / (x.shape[1] * float(x.astype(np.float64).var()))
+        if isinstance(self.gamma, str):  # "scale", as sklearn's SVC computes it
+            variance = float(x.astype(np.float64).var())
+            return 1.0 / (x.shape[1] * variance) if variance != 0 else 1.0
         return float(self.gamma)
 
     def to_torch(self) -> RBFSVMModule:
-        self._check_fitted()
+        check_is_fitted(self)
         return RBFSVMModule(self.support_vectors_, self.dual_coef_, self.intercept_, self.gamma_)
 
 

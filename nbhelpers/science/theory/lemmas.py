@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from nbhelpers.core.progress import tqdm
 from nbhelpers.science.theory.mixtures import (
@@ -44,7 +45,7 @@ class GaussianPair:
     def __post_init__(self):
         self.quadric = QuadricBoundary.from_gaussians(self.g1, self.g2)
 
-    def log_ratio(self, x) -> np.ndarray:
+    def log_ratio(self, x: npt.ArrayLike) -> np.ndarray:
         """log p1 - log p2 [n] at x [n, d]."""
         return self.quadric.log_ratio(x)
 
@@ -52,7 +53,7 @@ class GaussianPair:
         """n points of each class: ([n, d], [n, d])."""
         return self.g1.sample(n, rng), self.g2.sample(n, rng)
 
-    def distance(self, x) -> np.ndarray:
+    def distance(self, x: npt.ArrayLike) -> np.ndarray:
         """Exact boundary distances [n]."""
         return self.quadric.closest_points(x)[0]
 
@@ -65,13 +66,13 @@ class MixturePair:
     mix2: GaussianMixture
     extent: tuple[float, float, float, float] = (-3.0, 3.0, -3.0, 3.0)
 
-    def log_ratio(self, x) -> np.ndarray:
+    def log_ratio(self, x: npt.ArrayLike) -> np.ndarray:
         return self.mix1.log_prob(x) - self.mix2.log_prob(x)
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return self.mix1.sample(n, rng)[0], self.mix2.sample(n, rng)[0]
 
-    def distance(self, x) -> np.ndarray:
+    def distance(self, x: npt.ArrayLike) -> np.ndarray:
         return mixture_boundary_distance(x, self.mix1, self.mix2).distance
 
 
@@ -97,7 +98,7 @@ class DiscretePair:
         j = np.clip(np.rint(x[:, 1]).astype(int), 0, self.log_p1.shape[1] - 1)
         return i, j
 
-    def log_ratio(self, x) -> np.ndarray:
+    def log_ratio(self, x: npt.ArrayLike) -> np.ndarray:
         i, j = self._cells(x)
         return self.log_p1[i, j] - self.log_p2[i, j]
 
@@ -106,7 +107,7 @@ class DiscretePair:
             float
         )
 
-    def distance(self, x) -> np.ndarray:
+    def distance(self, x: npt.ArrayLike) -> np.ndarray:
         i, j = self._cells(x)
         return discrete_level_distance(self.log_p1, self.log_p2, self.metric)[0][i, j]
 
@@ -305,7 +306,9 @@ def _sweep(lemma, make, sigmas, dim, n_points, seed, progress) -> tuple[np.ndarr
     return d1, d2, list(zip(models, samples, strict=True))
 
 
-def lemma1_sweep(sigmas, dim: int, n_points: int, seed: int = 0, progress: bool = False) -> DistanceSweep:
+def lemma1_sweep(
+    sigmas: npt.ArrayLike, dim: int, n_points: int, seed: int = 0, progress: bool = False
+) -> DistanceSweep:
     """Exact distances of class-1 and class-2 samples of :func:`lemma1_model` for each sigma1."""
     sigmas = _check_sweep_args(sigmas, dim, n_points)
     d1, d2, _ = _sweep("Lemma 1", lambda s: lemma1_model(s, dim, seed), sigmas, dim, n_points, seed, progress)
@@ -313,7 +316,12 @@ def lemma1_sweep(sigmas, dim: int, n_points: int, seed: int = 0, progress: bool 
 
 
 def lemma2_sweep(
-    sigmas, dim: int, n_points: int, seed: int = 0, separation: float = 2.0, progress: bool = False
+    sigmas: npt.ArrayLike,
+    dim: int,
+    n_points: int,
+    seed: int = 0,
+    separation: float = 2.0,
+    progress: bool = False,
 ) -> DistanceSweep:
     """Exact distances of both classes' samples of :func:`lemma2_model` for each sigma."""
     sigmas = _check_sweep_args(sigmas, dim, n_points)
@@ -323,7 +331,7 @@ def lemma2_sweep(
 
 
 def lemma3_sweep(
-    sigmas, dim: int, n_points: int, seed: int = 0, rank: int = 6, progress: bool = False
+    sigmas: npt.ArrayLike, dim: int, n_points: int, seed: int = 0, rank: int = 6, progress: bool = False
 ) -> DistanceSweep:
     """Exact distances of both classes' samples of :func:`lemma3_model` for each sigma.
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import scipy.linalg
 from scipy import ndimage
 from scipy.special import logsumexp
@@ -18,7 +19,7 @@ from nbhelpers.science.theory.quadric import Gaussian, QuadricBoundary, _as_arra
 # Affine subspaces (Lemma 3).
 
 
-def subspace_distance(mu1, A1, mu2, A2) -> float:
+def subspace_distance(mu1: npt.ArrayLike, A1: npt.ArrayLike, mu2: npt.ArrayLike, A2: npt.ArrayLike) -> float:
     """Minimal distance between the affine subspaces mu1 + A1 z1 and mu2 + A2 z2.
 
     ``min_{z1, z2} ||mu1 + A1 z1 - mu2 - A2 z2||``: the residual of one least-squares problem.
@@ -31,7 +32,7 @@ def subspace_distance(mu1, A1, mu2, A2) -> float:
     return float(np.linalg.norm(mu1 - mu2 + stacked @ z))
 
 
-def point_subspace_distance(x, mu, A) -> np.ndarray:
+def point_subspace_distance(x: npt.ArrayLike, mu: npt.ArrayLike, A: npt.ArrayLike) -> np.ndarray:
     """Distances [n] from points x [n, d] to the affine subspace mu [d] + A [d, k] z."""
     mu, A = _as_array(mu, "mu", 1), _as_array(A, "A", 2)
     x = _check_points(x, mu.shape[0])
@@ -69,12 +70,12 @@ class GaussianMixture:
     def dim(self) -> int:
         return self.components[0].dim
 
-    def component_log_probs(self, x) -> np.ndarray:
+    def component_log_probs(self, x: npt.ArrayLike) -> np.ndarray:
         """log(w_k N(x; mu_k, S_k)) [n, K] for x [n, d]."""
         x = _check_points(x, self.dim)
         return np.stack([c.log_pdf(x) for c in self.components], axis=1) + self.log_weights
 
-    def log_prob(self, x) -> np.ndarray:
+    def log_prob(self, x: npt.ArrayLike) -> np.ndarray:
         """log p(x) [n]."""
         return np.logaddexp.reduce(self.component_log_probs(x), axis=1)
 
@@ -103,7 +104,9 @@ class MixtureDistances:
     residual: np.ndarray
 
 
-def mixture_boundary_distance(x, mix1: GaussianMixture, mix2: GaussianMixture) -> MixtureDistances:
+def mixture_boundary_distance(
+    x: npt.ArrayLike, mix1: GaussianMixture, mix2: GaussianMixture
+) -> MixtureDistances:
     """Distances [n] from x [n, d] to the Bayes boundary of two well-separated Gaussian mixtures.
 
     Under well-separation (the paper's Theorem 1) each class's likelihood is its MAP component's,
@@ -148,7 +151,9 @@ def mixture_boundary_distance(x, mix1: GaussianMixture, mix2: GaussianMixture) -
 # Discrete tables (Lemma A.1).
 
 
-def discrete_level_distance(log_p1, log_p2, metric: str = "taxicab") -> tuple[np.ndarray, np.ndarray]:
+def discrete_level_distance(
+    log_p1: npt.ArrayLike, log_p2: npt.ArrayLike, metric: str = "taxicab"
+) -> tuple[np.ndarray, np.ndarray]:
     """Number of quantisation-level changes to reach the other class, for every cell.
 
     Args:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import scipy.linalg
 from scipy.optimize import elementwise
 
@@ -95,7 +96,7 @@ class Gaussian:
         white = scipy.linalg.solve_triangular(self.chol, (x - self.mean).T, lower=True)
         return (white**2).sum(axis=0)
 
-    def log_pdf(self, x) -> np.ndarray:
+    def log_pdf(self, x: npt.ArrayLike) -> np.ndarray:
         """log N(x; mean, cov) for x [n, d] -> [n]."""
         x = _check_points(x, self.dim)
         return -0.5 * (self.mahalanobis2(x) + self.logdet + self.dim * np.log(2 * np.pi))
@@ -175,7 +176,7 @@ class QuadricBoundary:
         """True when the covariances are equal (the boundary is a hyperplane or empty)."""
         return bool(np.all(self.eigvals == 0))
 
-    def log_ratio(self, x) -> np.ndarray:
+    def log_ratio(self, x: npt.ArrayLike) -> np.ndarray:
         """``f(x)`` [n] for points x [n, d]: positive on class 1's side."""
         x = _check_points(x, self.dim)
         return (
@@ -184,12 +185,12 @@ class QuadricBoundary:
             + self.log_prior_ratio
         )
 
-    def gradient(self, x) -> np.ndarray:
+    def gradient(self, x: npt.ArrayLike) -> np.ndarray:
         """``grad f(x)`` [n, d] for x [n, d]."""
         x = _check_points(x, self.dim)
         return -(x - self.g1.mean) @ self.prec1 + (x - self.g2.mean) @ self.prec2
 
-    def closest_points(self, x) -> tuple[np.ndarray, np.ndarray]:
+    def closest_points(self, x: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Exact distances [n] from x [n, d] to the boundary and the closest boundary points [n, d].
 
         A point with no boundary on its side (possible only when one class wins everywhere)
@@ -242,11 +243,13 @@ def _solve_secular(lam: np.ndarray, beta: np.ndarray, f0: np.ndarray) -> np.ndar
     ratio = lam / lam_max  # <= 1; the pole of index i is at t = t_hi / ratio_i
     gap = 1.0 - ratio  # pole distances s_i at t = t_hi, exact also for ties
 
-    def phi_t(t, idx):  # in t: accurate while t <= t_hi / 2
+    def phi_t(t: np.ndarray, idx: np.ndarray) -> np.ndarray:  # in t: accurate while t <= t_hi / 2
         s = 1 - 2 * t[:, None] * lam
         return _phi_terms(t, s, beta2[idx], f0[idx])
 
-    def phi_s(s_max, idx):  # in s_max = 1 - t / t_hi: accurate near the pole
+    def phi_s(
+        s_max: np.ndarray, idx: np.ndarray
+    ) -> np.ndarray:  # in s_max = 1 - t / t_hi: accurate near the pole
         s = gap + s_max[:, None] * ratio
         return _phi_terms((1 - s_max) * t_hi, s, beta2[idx], f0[idx])
 
@@ -276,7 +279,7 @@ def _root_without_pole(lam: np.ndarray, beta2: np.ndarray, f0: np.ndarray) -> np
     """Root t > 0 [m] of phi when all lam <= 0 (phi increasing on [0, inf)); inf if phi stays < 0."""
     m = f0.shape[0]
 
-    def phi(t, idx):
+    def phi(t: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return _phi_terms(t, 1 - 2 * t[:, None] * lam, beta2[idx], f0[idx])
 
     norm2 = beta2.sum(axis=1)
@@ -318,14 +321,26 @@ def _hard_case(lam_max: float, gap: np.ndarray, t_hi: float, beta: np.ndarray, f
 
 
 def closest_boundary_points(
-    x, mu1, S1, mu2, S2, log_prior_ratio: float = 0.0
+    x: npt.ArrayLike,
+    mu1: npt.ArrayLike,
+    S1: npt.ArrayLike,
+    mu2: npt.ArrayLike,
+    S2: npt.ArrayLike,
+    log_prior_ratio: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact L2 distances [n] from x [n, d] to the Bayes boundary of N(mu1, S1) vs N(mu2, S2),
     and the closest boundary points [n, d]. See :class:`QuadricBoundary` for the method."""
     return QuadricBoundary(mu1, S1, mu2, S2, log_prior_ratio).closest_points(x)
 
 
-def boundary_distance(x, mu1, S1, mu2, S2, log_prior_ratio: float = 0.0) -> np.ndarray:
+def boundary_distance(
+    x: npt.ArrayLike,
+    mu1: npt.ArrayLike,
+    S1: npt.ArrayLike,
+    mu2: npt.ArrayLike,
+    S2: npt.ArrayLike,
+    log_prior_ratio: float = 0.0,
+) -> np.ndarray:
     """Exact L2 distance [n] from each point of x [n, d] to the Bayes-optimal boundary of two
     Gaussians N(mu1 [d], S1 [d, d]) and N(mu2, S2) with equal priors (or ``log_prior_ratio``).
 
@@ -340,7 +355,7 @@ def boundary_distance(x, mu1, S1, mu2, S2, log_prior_ratio: float = 0.0) -> np.n
 
 
 def ray_boundary_distance_2d(
-    x,
+    x: npt.ArrayLike,
     log_ratio: Callable[[np.ndarray], np.ndarray],
     r_max: float,
     r_min: float = 1e-7,
@@ -404,7 +419,7 @@ def _first_crossings(x0, sign0, angles, radii, log_ratio) -> tuple[float, float]
     hi = radii[first]
     rays = dirs[has]
 
-    def along(r, k):
+    def along(r: np.ndarray, k: np.ndarray) -> np.ndarray:
         return log_ratio(x0 + r[:, None] * rays[k])
 
     r = elementwise.find_root(along, (lo, hi), args=(np.arange(rays.shape[0]),)).x

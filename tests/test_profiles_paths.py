@@ -1,7 +1,12 @@
+"""The run profiles (``nbhelpers.chapters.profiles``), the device resolver (``nbhelpers.core.device``) and
+the project's folders (``nbhelpers.core.paths``)."""
+
 import pytest
 import torch
 
-from nbhelpers.config import PROFILES, get_device, get_profile, project_root
+from nbhelpers.chapters.profiles import PROFILES, get_profile
+from nbhelpers.core.device import resolve_device
+from nbhelpers.core.paths import project_root
 
 
 def test_profiles_resolve_and_paper_uses_paper_sizes():
@@ -23,21 +28,21 @@ def test_unknown_profile_lists_valid_ones(bad):
 
 
 def test_device_auto_and_cpu():
-    assert get_device("cpu") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert get_device("auto").type == expected
+    assert resolve_device("auto").type == expected
 
 
 @pytest.mark.parametrize("bad", ["gpu", "tpu", "CUDA"])
 def test_unknown_device_lists_valid_ones(bad):
     with pytest.raises(ValueError, match="'auto', 'cpu', 'cuda'"):
-        get_device(bad)
+        resolve_device(bad)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="only meaningful without a GPU")
 def test_cuda_without_gpu_is_a_clear_error():
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        get_device("cuda")
+        resolve_device("cuda")
 
 
 def test_project_root_found_from_book_folder(root):

@@ -1,0 +1,102 @@
+"""A task's models at a profile's sizes: the component counts, the fit cache and the export of a dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nbhelpers.chapters import task_models
+from nbhelpers.chapters.profiles import get_profile
+from nbhelpers.chapters.task_models import build_task_models
+from nbhelpers.science.datasets import export_dataset, load_task_models
+
+
+def test_cache_folder_appears_whole_and_the_first_one_stays(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    models = build_task_models("mnist", "0_vs_6", "quick", seed=0, device="cpu", progress=False)
+    (folder,) = (tmp_path / "cache" / "models").iterdir()  # nothing staged is left beside it
+    assert (folder / "meta.json").exists() and len(list(folder.glob("*.safetensors"))) == 6
+    # Another run finished the same folder first: ours is dropped, theirs kept untouched.
+    (folder / "theirs").write_text("x")
+    task_models._publish(models, folder)
+    assert (folder / "theirs").exists() and [p.name for p in folder.parent.iterdir()] == [folder.name]
+    # A folder without meta.json (a crash half-way) is replaced by a whole one.
+    half = folder.parent / "half"
+    half.mkdir()
+    (half / "fitted_class0.safetensors").write_bytes(b"trunc")
+    task_models._publish(models, half)
+    assert (half / "meta.json").exists() and (half / "fitted_class0.safetensors").stat().st_size > 5
+    reloaded = load_task_models(half, device="cpu")
+    assert torch.equal(reloaded.symmetric[0].mu, models.symmetric[0].mu)
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([folder.name, "half"])
+
+
+def test_component_counts_follow_the_paper():
+    paper = get_profile("paper").mfa
+    assert paper.components("mnist", 5000) == (25, 6)
+    assert paper.components("celeba", 5300) == (5, 10)
+    assert paper.components("celeba", 12000) == (12, 10)
+    assert paper.components("celeba", 900) == (4, 10)  # the floor for our smaller CelebA
+    k, latent = get_profile("quick").mfa.components("celeba", 300)
+    assert k >= 2 and latent <= 10
+
+
+def test_build_caches_and_exports(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)  # the bundled sample: fast and fixed
+    models = build_task_models("mnist", "0_vs_6", "quick", seed=0, device="cpu", progress=False)
+    assert models.source == "sample"
+    assert [m.K for m in models.asymmetric] == [m.K + 1 for m in models.fitted]
+    for history in models.history:  # EM never decreases the log-likelihood
+        assert np.all(np.diff(history) > -1e-6 * abs(history[-1]))
+    again = build_task_models("mnist", "06", "quick", seed=0, device="cpu", progress=False)
+    for variant in ("fitted", "symmetric", "asymmetric"):
+        for first, second in zip(models.pair(variant), again.pair(variant), strict=True):
+            assert torch.equal(first.mu, second.mu) and torch.equal(first.log_D, second.log_D)
+    path = export_dataset(models, tmp_path / "out", "asymmetric", n_train_per_class=20, n_test_per_class=10)
+    data = np.load(path)
+    assert data["x_train"].shape == (40, 784) and data["x_test"].shape == (20, 784)
+    assert tuple(data["image_shape"]) == (1, 28, 28)
+    reloaded = load_task_models(tmp_path / "out" / "models" / "mnist_0_vs_6", device="cpu")
+    assert torch.equal(reloaded.asymmetric[1].mu, models.asymmetric[1].mu)
+    with pytest.raises(ValueError, match="valid variants"):
+        models.pair("skewed")
+
+
+def test_cache_key_follows_the_data_not_the_spelling_of_its_folder(tmp_path, monkeypatch):
+    import shutil
+
+    from nbhelpers.science.data import SAMPLE_DIR, load_task, source_label
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "other").mkdir()
+    shutil.copy(SAMPLE_DIR / "mnist.npz", tmp_path / "data" / "mnist.npz")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+
+    def key(data_dir: object, seed: int = 0) -> str:
+        return task_models._cache_key(
+            load_task("mnist", "0_vs_6", data_dir=data_dir), "quick", seed, 2.5, 0.05
+        )
+
+    relative = key("data")
+    assert key(tmp_path / "data") == relative and key("other/../data") == relative
+    assert key("data", seed=1) != relative
+
+    # relabelled data, or one image changed anywhere, is other data: the fits must not be reused
+    import dataclasses
+
+    task = load_task("mnist", "0_vs_6", data_dir="data")
+    base = task_models._cache_key(task, "quick", 0, 2.5, 0.05)
+    assert base == relative
+    flipped = dataclasses.replace(task, y_train=1 - task.y_train)
+    assert task_models._cache_key(flipped, "quick", 0, 2.5, 0.05) != base
+    edited = task.x_train.copy()
+    edited[1, 100] = 1.0 - edited[1, 100]
+    assert task_models._cache_key(dataclasses.replace(task, x_train=edited), "quick", 0, 2.5, 0.05) != base
+    assert (
+        source_label(str(tmp_path / "data")) == "data folder data"
+        and source_label("sample") == "bundled sample"
+    )
