@@ -15,10 +15,15 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "get_profile", "resolve_device"]
+__all__ = ["__version__", "benchmark", "get_profile", "load_dataset", "resolve_device"]
 
 # Imported on first use: ``import nbhelpers.core...`` stays light (no torch) for the command line.
-_LAZY = {"get_profile": "nbhelpers.chapters.profiles", "resolve_device": "nbhelpers.core.device"}
+_LAZY = {
+    "benchmark": "nbhelpers.runs.benchmark",
+    "get_profile": "nbhelpers.chapters.profiles",
+    "load_dataset": "nbhelpers.science.release",
+    "resolve_device": "nbhelpers.core.device",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -215,7 +215,7 @@ def test_a_planted_pickle_is_refused_not_run_and_the_step_is_computed(tmp_path, 
         if writer == "torch.save":
             torch.save(payload, where)
         else:
-            where.write_bytes(pickle.dumps(payload))
+            where.write_bytes(pickle.dumps(payload, protocol=2))
 
     plant(path)
 

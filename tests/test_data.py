@@ -1,9 +1,10 @@
-"""Tests of nbhelpers.science.data: the 15 tasks on the sample, the full data, the official layouts and bad input."""
+"""nbhelpers.science.data: the 15 tasks on the sample and the full data, the official layouts, bad input."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import re
 import struct
 from pathlib import Path
@@ -309,6 +310,36 @@ def test_keras_npz_layout(tmp_path):
     np.testing.assert_array_equal(task.x_test[1] * 255, arrays["x_test"][6].reshape(-1).astype(np.float32))
 
 
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (
+            lambda y: y.astype(np.float32) + 0.5,
+            r"y_train in .*mnist.npz holds float32 labels that are not whole",
+        ),
+        (lambda y: np.where(y == 3, np.nan, y), "holds float64 labels that are not whole digits .*nan"),
+        (lambda y: y.astype(np.int64) + 10, "holds labels from 10 to 19: expected the digits 0..9"),
+        (lambda y: y.astype(str), r"holds <U\d+ labels that are not whole digits \(e.g. '0'\)"),
+    ],
+    ids=["fractional", "nan", "out-of-range", "text"],
+)
+def test_mnist_labels_that_are_not_digits_are_named(tmp_path, labels, match):
+    """Labels that are not digits 0..9: a message about the labels, not about the data's size."""
+    arrays = fake_mnist(np.random.default_rng(3))
+    arrays["y_train"] = labels(arrays["y_train"])
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    with pytest.raises(ValueError, match=match):
+        load_task("mnist", "0_vs_6", data_dir=tmp_path)
+
+
+def test_mnist_labels_stored_as_whole_floats_still_load(tmp_path):
+    arrays = fake_mnist(np.random.default_rng(3))
+    np.savez(tmp_path / "ints.npz", **arrays)
+    np.savez(tmp_path / "mnist.npz", **{**arrays, "y_train": arrays["y_train"].astype(np.float32)})
+    task = load_task("mnist", "0_vs_6", data_dir=tmp_path)
+    assert task.y_train.tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
+
+
 def test_idx_files_are_unzipped_by_content_not_by_name(tmp_path):
     # a browser may unpack a download and keep ".gz", or save a gzip stream under the plain name
     arrays = fake_mnist(np.random.default_rng(7))
@@ -566,11 +597,112 @@ def test_prepare_celeba_skips_missing_images_with_a_warning(tmp_path):
     names = write_celeba_layout(tmp_path, np.random.default_rng(5), n=6)
     (tmp_path / "img_align_celeba" / names[4]).unlink()
     with pytest.warns(
-        UserWarning, match="1 of 6 listed CelebA images are missing.*delete it once the download"
+        UserWarning, match="1 of 6 listed CelebA images are missing.*again once its images or lists change"
     ):
         out = prepare_celeba(tmp_path, tmp_path / "out.npz", progress=False)
     with np.load(out) as npz:
         assert npz["filenames"].tolist() == [n for i, n in enumerate(names) if i != 4]
+
+
+def write_attr_list(folder: Path, rows: int, count_line: bool) -> None:
+    """Rewrite the layout's attribute list with its first ``rows`` rows, with or without the count line."""
+    path = folder / "list_attr_celeba.txt"
+    _count, header, *body = path.read_text().splitlines()
+    lines = [header, *body[:rows]]
+    path.write_text("\n".join([str(rows), *lines] if count_line else lines) + "\n")
+
+
+def test_an_attribute_list_without_count_line_and_fewer_rows_than_images_is_warned_about(tmp_path):
+    names = write_celeba_layout(tmp_path, np.random.default_rng(14), n=6)
+    write_attr_list(tmp_path, rows=4, count_line=False)
+    with pytest.warns(
+        UserWarning, match=r"2 jpgs in .* are not listed in .*list_attr_celeba.txt \(e.g. 000005.jpg\)"
+    ):
+        out = prepare_celeba(tmp_path, tmp_path / "out.npz", progress=False)
+    with np.load(out) as npz:
+        assert npz["filenames"].tolist() == names[:4]
+
+
+def test_the_unlisted_images_warning_says_the_list_has_no_count_line(tmp_path):
+    write_celeba_layout(tmp_path, np.random.default_rng(14), n=6)
+    write_attr_list(tmp_path, rows=4, count_line=False)
+    with pytest.warns(UserWarning, match="no count line to check it against, so it may be truncated"):
+        load_task("celeba", "Male", data_dir=tmp_path)
+
+
+def test_a_prepared_celeba_is_prepared_again_when_its_lists_change(tmp_path):
+    names = write_celeba_layout(tmp_path, np.random.default_rng(15), n=6)
+    write_attr_list(tmp_path, rows=4, count_line=False)
+    with pytest.warns(UserWarning, match="not listed"):
+        first = load_task("celeba", "Male", data_dir=tmp_path)
+    assert len(first.y_train) + len(first.y_test) == 4
+    with np.load(tmp_path / "celeba64.npz") as npz:
+        recorded = json.loads(str(npz[data.PREPARED_FROM]))
+    assert recorded["img_align_celeba"] == {"jpgs": 6}
+    assert recorded["list_attr_celeba.txt"]["bytes"] == (tmp_path / "list_attr_celeba.txt").stat().st_size
+
+    write_celeba_layout(tmp_path / "fixed", np.random.default_rng(15), n=6)  # the complete list
+    (tmp_path / "list_attr_celeba.txt").write_text((tmp_path / "fixed" / "list_attr_celeba.txt").read_text())
+    with pytest.warns(
+        UserWarning, match=r"prepared from other versions of list_attr_celeba.txt .*preparing it again"
+    ):
+        second = load_task("celeba", "Male", data_dir=tmp_path)
+    assert len(second.y_train) + len(second.y_test) == 6
+    with np.load(tmp_path / "celeba64.npz") as npz:
+        assert npz["filenames"].tolist() == names
+
+
+def test_a_prepared_celeba_is_prepared_again_when_images_are_added(tmp_path, recwarn):
+    names = write_celeba_layout(tmp_path, np.random.default_rng(16), n=6)
+    held_back = tmp_path / "img_align_celeba" / names[5]
+    kept = held_back.read_bytes()
+    held_back.unlink()
+    with pytest.warns(UserWarning, match="1 of 6 listed CelebA images are missing"):
+        load_task("celeba", "Male", data_dir=tmp_path)
+    held_back.write_bytes(kept)  # the download completes
+    with pytest.warns(UserWarning, match="other versions of img_align_celeba"):
+        load_task("celeba", "Male", data_dir=tmp_path)
+    with np.load(tmp_path / "celeba64.npz") as npz:
+        assert npz["filenames"].tolist() == names
+
+
+def test_an_unchanged_layout_is_not_prepared_again(tmp_path, monkeypatch, recwarn):
+    write_celeba_layout(tmp_path, np.random.default_rng(17))
+    load_task("celeba", "Male", data_dir=tmp_path)
+
+    def no_second_preparation(*args, **kwargs):
+        raise AssertionError("prepare_celeba ran again although the layout did not change")
+
+    monkeypatch.setattr(data, "prepare_celeba", no_second_preparation)
+    load_task("celeba", "Male", data_dir=tmp_path)
+    assert not [w for w in recwarn if "prepared" in str(w.message)]
+
+
+def test_a_celeba64_from_elsewhere_beside_the_layout_is_kept(tmp_path, monkeypatch):
+    """A celeba64.npz without the record of its preparation (downloaded, or prepared by an older version)."""
+    write_celeba_layout(tmp_path, np.random.default_rng(18))
+    load_task("celeba", "Male", data_dir=tmp_path)
+    arrays = read_npz(tmp_path / "celeba64.npz")
+    del arrays[data.PREPARED_FROM]
+    np.savez(tmp_path / "celeba64.npz", **arrays)
+    (tmp_path / "list_attr_celeba.txt").write_text((tmp_path / "list_attr_celeba.txt").read_text() + "\n")
+    monkeypatch.setattr(data, "prepare_celeba", lambda *a, **k: pytest.fail("prepared again"))
+    load_task("celeba", "Male", data_dir=tmp_path)
+
+
+def test_a_prepared_celeba_in_the_cache_is_prepared_again_when_its_lists_change(tmp_path, monkeypatch):
+    src = tmp_path / "celeba_src"
+    write_celeba_layout(src, np.random.default_rng(19), n=6)
+    write_attr_list(src, rows=4, count_line=True)
+    monkeypatch.setattr(data, "_is_writable", lambda folder: False)
+    with pytest.warns(UserWarning, match="not listed"):
+        assert len(load_task("celeba", "Male", data_dir=src).y_test) == 2
+    write_celeba_layout(tmp_path / "fixed", np.random.default_rng(19), n=6)  # the complete list
+    (src / "list_attr_celeba.txt").write_text((tmp_path / "fixed" / "list_attr_celeba.txt").read_text())
+    with pytest.warns(UserWarning, match="preparing it again"):
+        task = load_task("celeba", "Male", data_dir=src)
+    assert len(task.y_train) + len(task.y_test) == 6
+    assert len(list((tmp_path / "cache").glob("celeba64_*.npz"))) == 1
 
 
 def test_celeba_images_of_the_wrong_shape(tmp_path):

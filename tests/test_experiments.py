@@ -27,7 +27,7 @@ from nbhelpers.chapters.ids import LEARNED, REAL
 from nbhelpers.chapters.plotting import plot_examples
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.chapters.resultset import Result, ResultSet, task_label
-from nbhelpers.runs.results import load_results, save_result
+from nbhelpers.runs.results import collect_results, load_results, save_result
 from nbhelpers.science.classifier import BayesClassifier
 from nbhelpers.science.data import TaskData, load_task
 from nbhelpers.science.datasets import TaskModels
@@ -467,16 +467,21 @@ def test_sweeps_reuse_the_base_cnn(tiny_data):
         ch4.run_sweeps(real, None, train_sizes=(64,), **kwargs)
 
 
-def test_skipped_sweeps_train_nothing_and_say_so(tiny_data, tiny_evaluation):
+def test_skipped_sweeps_train_nothing_and_say_so(tiny_data, tiny_evaluation, tmp_path):
     skipped = ch4.run_sweeps(tiny_data, None, skip=True, device="cpu", progress=False)
     assert skipped == {"train_size": [], "width": [], "depth": [], "trades": []}
     table = ch4.sweep_table(skipped)
     assert table.empty and "mean L2" in table.columns
     result = ch4.chapter4_result("celeba", "Smiling", "quick", 0, tiny_evaluation, skipped, figure8=False)
     assert result.params == {"figure8": False}
-    results = ResultSet.of(result)
+    results = ResultSet.of(result)  # what the chapter draws Figure 8 from
     assert ch4.figure8_table(results).empty and not ch4.figure8_tasks(results)
     fig = ch4.plot_figure8(results)
+    assert "sweeps skipped" in fig.axes[0].texts[0].get_text()
+    plt.close(fig)
+    # The same result read back from its folder (the summary chapter): no sweeps yet, and the command
+    save_result(result, tmp_path)
+    fig = ch4.plot_figure8(collect_results("quick", tmp_path))
     text = fig.axes[0].texts[0].get_text()
     assert "no sweeps of chapter 04" in text and "python -m nbhelpers sweep --chapters 04" in text
     plt.close(fig)

@@ -106,6 +106,24 @@ def test_bad_input_exits_2_with_the_valid_choices(sample_env, capsys, args, mess
     assert not (sample_env / "never").exists()
 
 
+def test_an_out_folder_that_is_a_file_is_refused_before_any_fit(sample_env, capsys, monkeypatch):
+    from nbhelpers.chapters import task_models
+
+    def fit(*args, **kwargs):
+        raise AssertionError("the models were fitted before --out was checked")
+
+    monkeypatch.setattr(task_models, "build_task_models", fit)
+    target = sample_env / "out_file"
+    target.write_text("not a folder")
+    for out, problem in (
+        (target, f"{target} is a file, not a folder"),
+        (target / "sub", f"{target / 'sub'} cannot be created: {target}, on its path, is a file"),
+    ):
+        assert export(out, *MALE) == 2
+        err = capsys.readouterr().err
+        assert f"nbhelpers export-dataset: error: --out {out}: {problem}; pass a folder" in err, err
+
+
 def test_variants_match_the_datasets_module():
     assert export_cli.VARIANTS == VARIANTS
 

@@ -294,10 +294,41 @@ def test_collapsed_component_is_reinitialised_with_a_warning():
     assert torch.cdist(model.mu[2:], x).min() < 10
 
 
-def test_overflowing_data_raise_instead_of_returning_nan():
-    x = torch.randn(200, 12, dtype=torch.float64) * 1e160
-    with pytest.raises(FloatingPointError, match="non-finite"):
-        MFA(2, 12, 2).fit(x, n_iter=2, init="current", progress=False)
+@pytest.mark.parametrize("init", ["current", "kmeans"])
+@pytest.mark.parametrize("scale", [1e160, 1e200])
+def test_overflowing_data_are_refused_with_their_scale(init, scale):
+    """Data whose summed squares overflow float64: a message about their scale, not NaN or LinAlgError."""
+    x = torch.randn(200, 12, dtype=torch.float64) * scale
+    with pytest.raises(ValueError, match=r"the data reach \|x\| = .*overflow float64; rescale them"):
+        MFA(2, 12, 2).fit(x, n_iter=2, init=init, progress=False)
+
+
+def test_a_failed_linear_algebra_step_names_the_data_scale(monkeypatch):
+    def singular(*args, **kwargs):
+        raise torch.linalg.LinAlgError("linalg.cholesky: The factorization could not be completed")
+
+    monkeypatch.setattr(MFA, "_initialise", singular)
+    x = torch.randn(50, 5, dtype=torch.float64) * 1e3
+    with pytest.raises(FloatingPointError, match=r"linear-algebra step failed .*largest \|x\| = .*rescale"):
+        MFA(2, 5, 2).fit(x, n_iter=1, progress=False)
+
+
+def test_fit_on_too_few_samples_names_latent_dim():
+    with pytest.raises(
+        ValueError, match=r"at least max\(2, latent_dim\) = 3 samples .*latent_dim=3 .*got n=2"
+    ):
+        MFA(1, 5, 3).fit(torch.randn(2, 5, dtype=torch.float64), n_iter=1, progress=False)
+    with pytest.raises(
+        ValueError, match=r"at least max\(2, latent_dim\) = 2 samples .*latent_dim=1 .*got n=1"
+    ):
+        MFA(1, 5, 1).fit(torch.randn(1, 5, dtype=torch.float64), n_iter=1, progress=False)
+    MFA(1, 5, 3).fit(torch.randn(3, 5, dtype=torch.float64), n_iter=1, progress=False)  # l samples fit
+    MFA(1, 5, 1).fit(torch.randn(2, 5, dtype=torch.float64), n_iter=1, progress=False)
+
+
+def test_fit_refuses_a_negative_seed():
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got -1"):
+        MFA(2, 5, 2).fit(torch.randn(20, 5), seed=-1, progress=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -416,6 +447,111 @@ def test_float32_mixture_sums_in_float64():
     torch.testing.assert_close(model32.log_prob(x).double(), model64.log_prob(x), rtol=1e-7, atol=0)
 
 
+def write_mfa_file(path, tensors: dict, **metadata) -> str:
+    """A safetensors file like MFA.save's, with the given tensors and metadata entries replaced."""
+    from safetensors.torch import save_file
+
+    meta = {
+        "format": "nbhelpers.science.mfa",
+        "version": "1",
+        "n_components": "2",
+        "dim": "4",
+        "latent_dim": "1",
+        "isotropic": "false",
+        "dtype": "float64",
+        "history": "[]",
+    }
+    meta.update(metadata)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+    return str(path)
+
+
+def good_tensors() -> dict[str, torch.Tensor]:
+    model = random_mfa(K=2, d=4, l=1, isotropic=False, seed=3)
+    return {name: value.clone() for name, value in model.state_dict().items()}
+
+
+def test_the_file_helper_writes_a_loadable_model(tmp_path):
+    assert MFA.load(write_mfa_file(tmp_path / "ok.safetensors", good_tensors())).K == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda t: t.update(log_pi=torch.tensor([5.0, 5.0], dtype=torch.float64)), r"sum to 296\.8.*not 1"),
+        (lambda t: t.update(log_pi=torch.log(torch.tensor([0.2, 0.2], dtype=torch.float64))), "sum to 0.4"),
+        (
+            lambda t: t.update(mu=torch.zeros(2, 5, dtype=torch.float64)),
+            r"mu has shape \[2, 5\] .*need \[2, 4\]",
+        ),
+        (lambda t: t.update(A=torch.zeros(2, 4, 2, dtype=torch.float64)), r"A has shape \[2, 4, 2\]"),
+        (lambda t: t.update(log_pi=torch.zeros(3, dtype=torch.float64)), r"log_pi has shape \[3\]"),
+        (lambda t: t.pop("A"), "holds the tensors log_D, log_pi, mu; an MFA file holds A, log_D"),
+        (lambda t: t.update(extra=torch.zeros(1)), "holds the tensors A, extra"),
+        (lambda t: t["log_D"].__setitem__((0, 1), math.inf), "NaN or inf values in log_D"),
+        (lambda t: t["log_D"].__setitem__((1, 2), -1000.0), r"noise variances exp\(log_D\) must be positive"),
+        (lambda t: t.update(mu=torch.zeros(2, 4, dtype=torch.int64)), "holds torch.int64 values"),
+    ],
+)
+def test_load_checks_every_parameter(tmp_path, edit, match):
+    tensors = good_tensors()
+    edit(tensors)
+    path = write_mfa_file(tmp_path / "bad.safetensors", tensors)
+    with pytest.raises(ValueError, match=match) as err:
+        MFA.load(path)
+    assert path in str(err.value)
+
+
+def test_load_refuses_an_isotropic_file_with_unequal_noise(tmp_path):
+    path = write_mfa_file(tmp_path / "iso.safetensors", good_tensors(), isotropic="true")
+    with pytest.raises(ValueError, match="isotropic, but the noise variances log_D differ") as err:
+        MFA.load(path)
+    assert path in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "match"),
+    [
+        ({"history": "[1.0, "}, r"history='\[1.0, ' is not valid JSON"),
+        ({"history": '{"a": 1}'}, "history=.* is not a list of numbers"),
+        ({"isotropic": "maybe"}, "isotropic='maybe' is not valid JSON"),
+        ({"isotropic": "1"}, "isotropic='1' is not true or false"),
+        ({"n_components": "two"}, "n_components='two' is not an integer"),
+        ({"dtype": "float16"}, "dtype='float16' is not one of float32, float64"),
+        ({"latent_dim": None}, "latent_dim missing"),
+        ({"latent_dim": "4"}, r"describe no valid MFA \(latent_dim=4 must be smaller than dim=4"),
+        ({"dim": "5"}, r"mu has shape \[2, 4\] but the metadata .*dim=5"),
+    ],
+)
+def test_load_names_the_file_of_bad_metadata(tmp_path, metadata, match):
+    path = write_mfa_file(tmp_path / "meta.safetensors", good_tensors(), **metadata)
+    with pytest.raises(ValueError, match=match) as err:
+        MFA.load(path)
+    assert path in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: b"",
+        lambda raw: raw[: len(raw) // 2],
+        lambda raw: raw[:7],
+        lambda raw: b"not a safetensors file at all, just text\n" * 10,
+        lambda raw: b"\xff" * 64,
+    ],
+    ids=["empty", "truncated", "cut-in-header", "text", "garbage"],
+)
+def test_load_of_a_damaged_file_names_it(tmp_path, damage):
+    path = MFA(2, 4, 1).save(tmp_path / "model.safetensors")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=r"cannot read the MFA file .*empty, truncated or not a safetensors"):
+        MFA.load(path)
+    with pytest.raises(ValueError) as err:
+        MFA.load(path)
+    assert str(path) in str(err.value)
+
+
 def test_load_rejects_a_file_with_nan_parameters(tmp_path):
     model = random_mfa(K=2, d=6, l=1, isotropic=False, seed=12)
     model.mu[1, 3] = float("nan")
@@ -431,7 +567,7 @@ def test_load_rejects_a_file_with_nan_parameters(tmp_path):
         (lambda: MFA(2, 5, 5), "latent_dim=5 must be smaller than dim=5"),
         (lambda: MFA(0, 5, 2), "n_components must be an integer >= 1"),
         (lambda: MFA(2, 5, 2, dtype=torch.float16), "unsupported dtype"),
-        (lambda: MFA(2, 5, 2, device="gpu"), "invalid device"),
+        (lambda: MFA(2, 5, 2, device="gpu"), "unknown device 'gpu'"),
         (lambda: MFA(2, 5, 2).covariance(2), "out of range"),
         (lambda: MFA(2, 5, 2).log_prob(torch.zeros(3, 4)), r"shape \[n, 5\]"),
         (lambda: MFA(2, 5, 2).log_prob(torch.zeros(5)), r"shape \[n, 5\]"),

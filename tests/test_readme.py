@@ -21,6 +21,9 @@ def test_scoring_your_own_classifier_runs_and_the_bayes_classifier_needs_larger_
     env = {k: v for k, v in os.environ.items() if k != "NBHELPERS_DATA_DIR"}  # the bundled sample
     env["NBHELPERS_CACHE_DIR"] = str(tmp_path / "cache")
     code = _python_block("## Scoring your own classifier")
+    # the block uses the layered package (chapters on top of science), not the modules it replaced
+    assert "from nbhelpers.chapters.evaluation import compare_reports, score_classifier" in code
+    assert not re.search(r"nbhelpers(\.| import )(experiments|classifier|datasets|models)\b", code)
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )

@@ -703,6 +703,98 @@ def test_bad_input_is_refused_with_the_valid_choices(book, capsys, extra, messag
     assert not (book.parent / "results" / "quick").exists()
 
 
+def test_a_results_folder_that_is_a_file_is_refused_up_front(book, tmp_path, capsys):
+    target = tmp_path / "results_file"
+    target.write_text("not a folder")
+    argv = ["--book-dir", str(book), "--results-dir", str(target), "--no-progress"]
+    assert sweep.main(argv, tasks_for=probe_tasks) == 2
+    err = capsys.readouterr().err
+    assert f"nbhelpers sweep: error: --results-dir {target}: {target} is a file, not a folder" in err, err
+    assert "pass a writable folder" in err
+
+
+def test_a_results_folder_from_the_environment_that_is_a_file_is_named(book, tmp_path, capsys, monkeypatch):
+    target = tmp_path / "results_file"
+    target.write_text("not a folder")
+    monkeypatch.setenv("NBHELPERS_RESULTS_DIR", str(target))
+    assert sweep.main(["--book-dir", str(book), "--no-progress"], tasks_for=probe_tasks) == 2
+    err = capsys.readouterr().err
+    assert f"the results folder ($NBHELPERS_RESULTS_DIR) {target}: {target} is a file" in err, err
+
+
+def test_an_unwritable_results_folder_is_refused_up_front(book, capsys, monkeypatch):
+    import tempfile
+
+    from nbhelpers.core import io
+
+    results_dir = book.parent / "results"
+    results_dir.mkdir()
+    real = tempfile.TemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):  # chmod does not stop root, who runs some test machines
+        if dir is not None and Path(dir) == results_dir:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(io.tempfile, "TemporaryFile", read_only)
+    assert sweep.main(options(book), tasks_for=probe_tasks) == 2
+    err = capsys.readouterr().err
+    assert f"--results-dir {results_dir}: {results_dir} is not writable (Permission denied)" in err, err
+    assert not list(results_dir.iterdir())  # no run started
+    assert sweep.main(options(book, "--dry-run"), tasks_for=probe_tasks) == 0  # a dry run only reads
+
+
+def test_an_out_folder_that_is_a_file_or_under_one_is_refused_up_front(book, tmp_path, capsys):
+    target = tmp_path / "out_file"
+    target.write_text("not a folder")
+    assert sweep.main(options(book, "--out", str(target)), tasks_for=probe_tasks) == 2
+    assert f"--out {target}: {target} is a file, not a folder" in capsys.readouterr().err
+    assert sweep.main(options(book, "--out", str(target / "sub")), tasks_for=probe_tasks) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--out {target / 'sub'}: {target / 'sub'} cannot be created: {target}, on its path, is a file" in err
+    )
+    assert not (book.parent / "results").exists()
+
+
+def test_chapter_params_are_read_as_the_chapter_reads_them(tmp_path):
+    """``-p figure8=false`` reaches chapter 4 (and its stamp) as False, ``-p attacks=cw`` as ["cw"]."""
+    params = sweep.parse_params(["figure8=false", "attacks=cw", "sweep_attacks=ddn,fmn", "n_attack=200"])
+    assert params["figure8"] == "false" and params["attacks"] == "cw"  # what the command line holds
+    plan = sweep.plan_sweep(
+        ["04"],
+        ["celeba:Smiling"],
+        book_dir=ROOT / "book",
+        results_dir=tmp_path / "results",
+        params=params,
+        engine="python",
+    )
+    (run,) = plan.runs
+    assert run.extra_parameters() == {
+        "attacks": ["cw"],
+        "figure8": False,
+        "n_attack": 200,
+        "sweep_attacks": ["ddn", "fmn"],
+    }
+    assert run.parameters()["figure8"] is False
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("figure8=maybe", "parameter figure8='maybe': expected True or False"),
+        ("attacks=cw,pgd", "parameter attacks='cw,pgd': unknown name(s) ['pgd']"),
+        ("n_attack=-5", "parameter n_attack=-5: expected an integer >= 1 or None"),
+    ],
+)
+def test_bad_chapter_params_are_refused_before_any_run(tmp_path, capsys, param, message):
+    argv = ["--book-dir", str(ROOT / "book"), "--results-dir", str(tmp_path / "results"), "--chapters", "04"]
+    assert sweep.main([*argv, "--tasks", "celeba:Smiling", "-p", param]) == 2
+    err = capsys.readouterr().err
+    assert "nbhelpers sweep: error: --param: 04_learned_classifiers: " + message in err, err
+    assert not (tmp_path / "results").exists()
+
+
 def test_missing_or_empty_book_folder_is_refused(tmp_path, capsys):
     assert sweep.main(["--book-dir", str(tmp_path / "nope")], tasks_for=probe_tasks) == 2
     assert "does not exist: pass --book-dir" in capsys.readouterr().err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +12,8 @@ import torch
 from nbhelpers.chapters import task_models
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.chapters.task_models import build_task_models
-from nbhelpers.science.datasets import export_dataset, load_task_models
+from nbhelpers.science.datasets import load_task_models
+from nbhelpers.science.release import export_dataset
 
 
 def test_cache_folder_appears_whole_and_the_first_one_stays(tmp_path, monkeypatch):
@@ -55,11 +59,13 @@ def test_build_caches_and_exports(tmp_path, monkeypatch):
     for variant in ("fitted", "symmetric", "asymmetric"):
         for first, second in zip(models.pair(variant), again.pair(variant), strict=True):
             assert torch.equal(first.mu, second.mu) and torch.equal(first.log_D, second.log_D)
-    path = export_dataset(models, tmp_path / "out", "asymmetric", n_train_per_class=20, n_test_per_class=10)
-    data = np.load(path)
+    folder = export_dataset(
+        models, tmp_path / "out", "asymmetric", n_train_per_class=20, n_test_per_class=10, n_attack=0
+    )
+    data = np.load(folder / "data.npz")
     assert data["x_train"].shape == (40, 784) and data["x_test"].shape == (20, 784)
     assert tuple(data["image_shape"]) == (1, 28, 28)
-    reloaded = load_task_models(tmp_path / "out" / "models" / "mnist_0_vs_6", device="cpu")
+    reloaded = load_task_models(folder / "models", device="cpu")
     assert torch.equal(reloaded.asymmetric[1].mu, models.asymmetric[1].mu)
     with pytest.raises(ValueError, match="valid variants"):
         models.pair("skewed")
@@ -68,7 +74,8 @@ def test_build_caches_and_exports(tmp_path, monkeypatch):
 def test_cache_key_follows_the_data_not_the_spelling_of_its_folder(tmp_path, monkeypatch):
     import shutil
 
-    from nbhelpers.science.data import SAMPLE_DIR, load_task, source_label
+    from nbhelpers.science.data import load_task, source_label
+    from nbhelpers.science.data.files import SAMPLE_DIR
 
     (tmp_path / "data").mkdir()
     (tmp_path / "other").mkdir()
@@ -100,3 +107,74 @@ def test_cache_key_follows_the_data_not_the_spelling_of_its_folder(tmp_path, mon
         source_label(str(tmp_path / "data")) == "data folder data"
         and source_label("sample") == "bundled sample"
     )
+
+
+@pytest.fixture
+def no_fit(monkeypatch, tmp_path):
+    """The sample data and a fresh cache; a fit fails the test (the checks must come before it)."""
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+
+    def fit(*args, **kwargs):
+        raise AssertionError("the MFAs were fitted before the bad input was found")
+
+    monkeypatch.setattr(task_models, "fit_class_models", fit)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"outlier_step": math.inf}, r"outlier_step must be a finite number > 0 .*got inf"),
+        ({"outlier_step": math.nan}, r"outlier_step must be a finite number > 0 .*got nan"),
+        ({"outlier_step": 0.0}, r"outlier_step must be a finite number > 0"),
+        ({"outlier_weight": 1.5}, r"outlier_weight must be a number strictly between 0 and 1 .*got 1.5"),
+        ({"outlier_weight": 0}, r"outlier_weight must be a number strictly between 0 and 1"),
+        ({"seed": -1}, r"seed must be an integer >= 0 \(a random seed\), got -1"),
+    ],
+)
+def test_bad_arguments_are_named_before_fitting(no_fit, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_task_models("mnist", "0_vs_6", "quick", device="cpu", progress=False, **kwargs)
+
+
+def test_a_cache_folder_that_is_a_file_is_refused_before_fitting(no_fit, tmp_path, monkeypatch):
+    (tmp_path / "cache_file").write_text("not a folder")
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache_file"))
+    with pytest.raises(NotADirectoryError) as err:
+        build_task_models("mnist", "0_vs_6", "quick", seed=0, device="cpu", progress=False)
+    message = str(err.value)
+    assert f"{tmp_path / 'cache_file'}, on its path, is a file" in message
+    assert "NBHELPERS_CACHE_DIR" in message and "mnist/0_vs_6" in message
+
+
+def test_an_unwritable_cache_folder_is_refused_before_fitting(no_fit, tmp_path, monkeypatch):
+    import tempfile
+
+    from nbhelpers.core import io
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    real = tempfile.TemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):  # chmod does not stop root, who runs some test machines
+        if dir is not None and Path(dir) == cache:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(io.tempfile, "TemporaryFile", read_only)
+    with pytest.raises(
+        PermissionError, match=rf"{cache} \(where .* would be created\) is not writable"
+    ) as err:
+        build_task_models("mnist", "0_vs_6", "quick", seed=0, device="cpu", progress=False)
+    assert "NBHELPERS_CACHE_DIR" in str(err.value)
+
+
+def test_a_read_only_cache_still_serves_the_fits_it_holds(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    first = build_task_models("mnist", "0_vs_6", "quick", seed=0, device="cpu", progress=False)
+    monkeypatch.setattr(
+        task_models, "check_writable_folder", lambda folder: pytest.fail("checked a cache hit")
+    )
+    again = build_task_models("mnist", "0_vs_6", "quick", seed=0, device="cpu", progress=False)
+    assert torch.equal(first.fitted[0].mu, again.fitted[0].mu)

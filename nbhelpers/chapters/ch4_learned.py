@@ -451,9 +451,12 @@ def plot_figure8(results: ResultSet) -> Figure:
     """Figure 8: mean attack L2 against training examples, CNN width and depth (one line per task; dashed:
     the Bayes-optimal classifier's mean over the tasks; labels: test accuracy when one task is shown), and
     the trade-off between test accuracy and mean L2 of TRADES-trained CNNs, the means over the tasks per
-    beta, beside the other models' means."""
+    beta, beside the other models' means. A chapter run made with ``figure8=False`` says so."""
     table = figure8_table(results)
     if table.empty:
+        runs = [r for r in results.results if r.chapter == LEARNED]
+        if results.results_dir is None and runs and all(r.params.get("figure8") is False for r in runs):
+            return empty_figure("Figure 8: sweeps skipped in this run (figure8=False)")
         return empty_figure(
             f"Figure 8: no sweeps of chapter 04 yet ({results.scope()}):\n{sweep_command('figure8', results)}"
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from nbhelpers.chapters.paper_values import adversarial_accuracy
+from nbhelpers.chapters.params import check_seed
 from nbhelpers.chapters.plotting import model_label
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.chapters.steps import NO_CHECKPOINTS, Steps
@@ -184,6 +186,7 @@ def model_logits(
 
 
 def _accuracy(
+    name: str,
     model: nn.Module,
     x: Tensor,
     y: Tensor,
@@ -191,8 +194,18 @@ def _accuracy(
     image_shape: tuple[int, int, int],
     device: torch.device,
 ) -> float:
-    """Share of x [n, d] (fed as ``view``) whose argmax logit equals y [n]."""
-    correct = int((model_logits(model, x, view, image_shape, device).argmax(1) == y.cpu()).sum())
+    """Share of x [n, d] (fed as ``view``) whose argmax logit equals y [n]; non-finite logits raise, naming
+    the model ``name`` (a model that returns NaN would otherwise score as a constant guess)."""
+    logits = model_logits(model, x, view, image_shape, device)
+    broken = ~torch.isfinite(logits).all(1)
+    if broken.any():
+        first = int(broken.nonzero()[0, 0])
+        raise ValueError(
+            f"model {name!r} ({type(model).__name__}) returned NaN or inf logits for {int(broken.sum())} of "
+            f"{x.shape[0]} test samples (first: row {first}, logits {logits[first].tolist()}): it cannot be "
+            "scored; check its weights (a diverged training?) and that it takes inputs in [0, 1]"
+        )
+    correct = int((logits.argmax(1) == y.cpu()).sum())
     return correct / x.shape[0]
 
 
@@ -226,6 +239,7 @@ def evaluate_models(
     each attack's batches.
     """
     learned_attacks = check_attacks(attacks)
+    seed = check_seed(seed)
     if not modules:
         raise ValueError("no models to evaluate: pass a dict name -> torch module")
     dev = resolve_device(device)
@@ -240,6 +254,14 @@ def evaluate_models(
     n_attack = sizes.n_attack if n_attack is None else n_attack
     if isinstance(n_attack, bool) or not isinstance(n_attack, int | np.integer) or n_attack < 1:
         raise ValueError(f"n_attack must be a positive integer (or None for the profile's), got {n_attack!r}")
+    if n_attack > len(y_all):
+        warnings.warn(
+            f"n_attack={n_attack} exceeds the {len(y_all)} test samples: all {len(y_all)} are attacked "
+            "(the report counts those)",
+            UserWarning,
+            stacklevel=2,
+        )
+        n_attack = len(y_all)
     indices = attacked_indices(len(y_all), int(n_attack), seed)
     x, y = x_all[indices], y_all[indices]
     results, reports, test_accuracy, used, seconds = {}, {}, {}, {}, {}
@@ -247,7 +269,7 @@ def evaluate_models(
         start = time.perf_counter()
         model = model.to(dev).eval()
         view = input_view(model, x, image_shape, dev)
-        test_accuracy[name] = _accuracy(model, x_all, y_all, view, image_shape, dev)
+        test_accuracy[name] = _accuracy(name, model, x_all, y_all, view, image_shape, dev)
         used[name] = _attacks_for(model, learned_attacks)
         xv = as_view(x, view, image_shape)
         results[name] = attack_model(
@@ -287,6 +309,7 @@ def score_test_set(
         raise ValueError(
             f"unknown variant {variant!r}: valid variants are {', '.join(map(repr, SCORE_VARIANTS))}"
         )
+    seed = check_seed(seed)
     if (
         isinstance(models_or_task, tuple)
         and len(models_or_task) == 2

@@ -8,6 +8,7 @@ is cached under ``<cache>/models/`` (``$NBHELPERS_CACHE_DIR``), so chapters 3-5 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -17,7 +18,8 @@ import numpy as np
 
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import resolve_device
-from nbhelpers.core.paths import cache_dir
+from nbhelpers.core.io import check_writable_folder
+from nbhelpers.core.paths import CACHE_DIR_ENV, cache_dir
 from nbhelpers.core.versions import source_version
 from nbhelpers.science.data import TaskData, canonical_task, load_task
 from nbhelpers.science.datasets import (
@@ -48,9 +50,11 @@ def build_task_models(
 
     The cache key holds the task, profile, seed, data source, outlier settings and the version of the
     sources the fit runs (``source_version`` of this module: it and what it imports), so a change to any of
-    them refits. Models are stored as safetensors.
+    them refits. Models are stored as safetensors. Arguments and the cache folder are checked before the
+    (possibly hours long) fit.
     """
     dataset, attribute = canonical_task(dataset, attribute)
+    _check_arguments(seed, outlier_step, outlier_weight)
     sizes = get_profile(profile).mfa
     torch_device = resolve_device(device)
     task = load_task(
@@ -60,6 +64,14 @@ def build_task_models(
     folder = cache_dir() / "models" / f"{dataset}__{attribute}__{profile}__seed{seed}__{key}"
     if cache and (folder / "meta.json").exists():
         return load_task_models(folder, torch_device)
+    if cache:  # before the fit, which an unwritable cache would otherwise lose
+        try:
+            check_writable_folder(folder.parent)
+        except OSError as err:
+            raise type(err)(
+                f"the model cache cannot take the fit of {dataset}/{attribute}: {err}; point "
+                f"${CACHE_DIR_ENV} at a writable folder (now {cache_dir()}), or pass cache=False"
+            ) from None
 
     components, latent_dim = zip(
         *(sizes.components(dataset, int((task.y_train == label).sum())) for label in (0, 1)), strict=True
@@ -81,6 +93,26 @@ def build_task_models(
     if cache:
         _publish(models, folder)
     return models
+
+
+def _check_arguments(seed: object, step: object, weight: object) -> None:
+    """An integer seed >= 0 and the asymmetric outliers' settings: a finite step > 0, a weight in (0, 1).
+
+    (Not ``chapters.params.check_seed``: what this module imports is part of the fits' cache key.)
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0 (a random seed), got {seed!r}")
+    number = (int, float, np.integer, np.floating)
+    if isinstance(step, bool) or not isinstance(step, number) or not (math.isfinite(step) and step > 0):
+        raise ValueError(
+            f"outlier_step must be a finite number > 0 (the distance of each outlier mean from the data "
+            f"mean, default {OUTLIER_STEP}), got {step!r}"
+        )
+    if isinstance(weight, bool) or not isinstance(weight, number) or not 0 < weight < 1:
+        raise ValueError(
+            f"outlier_weight must be a number strictly between 0 and 1 (the mixing weight of each outlier, "
+            f"default {OUTLIER_WEIGHT}), got {weight!r}"
+        )
 
 
 def _publish(models: TaskModels, folder: Path) -> None:

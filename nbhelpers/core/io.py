@@ -30,6 +30,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Raise unless files can be written in ``folder`` (created if missing): ``NotADirectoryError`` when it
+    or a folder on its path is a file, ``PermissionError`` when it cannot be written. The message names it.
+
+    Tried, not guessed from permission bits: a file is created and deleted in the folder, or, when it does
+    not exist yet, in the nearest existing folder above it.
+    """
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        if probe == folder:
+            raise NotADirectoryError(f"{folder} is a file, not a folder")
+        raise NotADirectoryError(f"{folder} cannot be created: {probe}, on its path, is a file")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        what = folder if probe == folder else f"{probe} (where {folder} would be created)"
+        raise PermissionError(f"{what} is not writable ({err.strerror or type(err).__name__})") from None
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (flushed to disk before the rename)."""
     with atomic_path(path) as tmp, open(tmp, "w") as handle:

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "export-dataset": "nbhelpers.runs.export_cli",
     "checkpoints": "nbhelpers.runs.checkpoints_cli",
     "record": "nbhelpers.runs.manifest",
+    "score": "nbhelpers.runs.benchmark",
 }
 
 

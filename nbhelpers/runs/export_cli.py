@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import VALID_DEVICES
+from nbhelpers.core.io import check_writable_folder
 from nbhelpers.core.progress import tqdm
 
 HELP = "export a symmetric/asymmetric/fitted dataset and its models (one task or all 15)"
@@ -92,6 +93,10 @@ def validate(args: argparse.Namespace) -> None:
     for option, value in (("--n-train", args.n_train), ("--n-test", args.n_test)):
         if value is not None and value < 1:
             raise ExportError(f"{option} must be at least 1 sample per class, got {value}")
+    try:
+        check_writable_folder(args.out)
+    except OSError as err:
+        raise ExportError(f"--out {args.out}: {err}; pass a folder to write into") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -159,7 +159,7 @@ def add_outlier(mfa: MFA, mean: np.ndarray, weight: float, sigma: float = OUTLIE
     The existing weights are scaled by (1 - weight); the outlier's loadings are zero (A = 0).
     """
     if not 0 < weight < 1:
-        raise ValueError(f"outlier weight must be in (0, 1), got {weight!r}")
+        raise ValueError(f"outlier weight (outlier_weight) must be in (0, 1), got {weight!r}")
     if not sigma > 0:
         raise ValueError(f"outlier sigma must be positive, got {sigma!r}")
     mu = torch.cat([mfa.mu.cpu(), torch.as_tensor(mean, dtype=mfa.dtype)[None]])
@@ -181,8 +181,8 @@ def make_asymmetric(
 
     Class 0's outlier sits on the minus side, class 1's on the plus side.
     """
-    if not step > 0:
-        raise ValueError(f"outlier step must be positive, got {step!r}")
+    if not (math.isfinite(step) and step > 0):
+        raise ValueError(f"outlier step (outlier_step) must be a finite number > 0, got {step!r}")
     direction = np.asarray(direction, dtype=np.float64)
     direction = direction / np.linalg.norm(direction)
     return (
@@ -288,47 +288,6 @@ def save_task_models(models: TaskModels, folder: str | os.PathLike, portable: bo
 def load_task_models(folder: str | os.PathLike, device: str | torch.device = "auto") -> TaskModels:
     """Read a folder written by ``save_task_models``."""
     return _load(Path(folder), resolve_device(device))
-
-
-def export_dataset(
-    models: TaskModels,
-    out_dir: str | os.PathLike,
-    variant: str = "symmetric",
-    *,
-    n_train_per_class: int,
-    n_test_per_class: int,
-    seed: int = 0,
-) -> Path:
-    """Export one dataset: ``<out_dir>/<dataset>_<attribute>_<variant>.npz`` plus its models.
-
-    The npz holds x_train, y_train, x_test, y_test (float32 in [0, 1], flattened (C, H, W)),
-    image_shape and class_names, and says where it came from: dataset, attribute, variant, profile, seed
-    and source (the real images the MFAs were fitted to, ``data.source_label``). The models go to a
-    ``models/`` folder beside it. Train and test draw from different seeds (``2 seed`` and ``2 seed + 1``).
-    """
-    pair = models.pair(variant)
-    x_train, y_train = sample_dataset(pair, n_train_per_class, seed=2 * seed)
-    x_test, y_test = sample_dataset(pair, n_test_per_class, seed=2 * seed + 1)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{models.dataset}_{models.attribute}_{variant}.npz"
-    np.savez_compressed(
-        path,
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        image_shape=np.array(models.image_shape),
-        class_names=np.array(models.class_names),
-        dataset=np.array(models.dataset),
-        attribute=np.array(models.attribute),
-        variant=np.array(variant),
-        profile=np.array(models.profile),
-        seed=np.array(seed),
-        source=np.array(source_label(models.source)),
-    )
-    save_task_models(models, out_dir / "models" / f"{models.dataset}_{models.attribute}", portable=True)
-    return path
 
 
 def helix_surface(n: int, seed: int = 0, noise: float = 0.02) -> np.ndarray:

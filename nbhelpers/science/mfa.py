@@ -83,6 +83,19 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
+def _check_scale(data: _Data) -> None:
+    """Refuse data whose squares, summed over the samples and dimensions as EM sums them, overflow float64."""
+    if data.max_abs == 0.0:
+        return
+    headroom = math.log(torch.finfo(WORK_DTYPE).max) - math.log(data.n * data.dim)
+    if 2 * math.log(data.max_abs) >= headroom:
+        raise ValueError(
+            f"the data reach |x| = {data.max_abs:.3g}: squared and summed over n={data.n} samples of "
+            f"d={data.dim} dimensions they overflow float64; rescale them (e.g. pixels to [0, 1]) before "
+            "fitting"
+        )
+
+
 @dataclass
 class _Stats:
     """Float64 sufficient statistics of one E-step, centred at the current means (r = x - mu_k).
@@ -146,7 +159,13 @@ class _Data:
                 f"x must be a [n, d] tensor/array, a sequence of [c, d] chunks or a callable returning an "
                 f"iterable of chunks; got {type(x).__name__}"
             )
-        self.n = sum(len(chunk) for chunk in self.chunks())  # a first pass validates every chunk
+        self.max_abs = 0.0
+        self.n = 0
+        for chunk in self.chunks():  # a first pass validates every chunk
+            self.n += len(chunk)
+            if len(chunk):
+                low, high = torch.aminmax(chunk)  # no [c, d] temporary, unlike chunk.abs()
+                self.max_abs = max(self.max_abs, -float(low), float(high))
 
     def chunks(self) -> Iterator[Tensor]:
         """Validated [c, d] chunks, converted to the model's dtype and device."""
@@ -459,6 +478,7 @@ class MFA(torch.nn.Module):
         n_iter = _check_int("n_iter", n_iter, 0)
         batch_size = _check_int("batch_size", batch_size, 1)
         init_points = _check_int("init_points", init_points, 1)
+        seed = _check_int("seed", seed, 0)
         if not min_variance > 0:
             raise ValueError(f"min_variance must be positive, got {min_variance!r}")
         if tol is not None and not tol >= 0:
@@ -468,6 +488,33 @@ class MFA(torch.nn.Module):
             raise ValueError(
                 f"n_components={self.K} exceeds the number of samples n={data.n}: use fewer components"
             )
+        if init != "current" and data.n < max(2, self.l):
+            raise ValueError(
+                f"MFA.fit needs at least max(2, latent_dim) = {max(2, self.l)} samples to find "
+                f"latent_dim={self.l} factors, got n={data.n}: give more samples or a smaller latent_dim"
+            )
+        _check_scale(data)
+        try:
+            self._fit(data, n_iter, init, seed, min_variance, tol, progress, init_points)
+        except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as err:
+            raise FloatingPointError(
+                f"MFA.fit: a linear-algebra step failed ({err}); the data (largest |x| = {data.max_abs:.3g}) "
+                "may be badly scaled: rescale them (e.g. pixels to [0, 1]) or raise min_variance"
+            ) from err
+        return self
+
+    def _fit(
+        self,
+        data: _Data,
+        n_iter: int,
+        init: str,
+        seed: int,
+        min_variance: float,
+        tol: float | None,
+        progress: bool,
+        init_points: int,
+    ) -> None:
+        """``fit``'s initialisation and EM iterations on validated arguments."""
         if init != "current":
             subset = data.subset(min(data.n, max(init_points, self.K)), seed)
             self._initialise(subset, init, seed, min_variance)
@@ -491,7 +538,6 @@ class MFA(torch.nn.Module):
                 self._m_step(stats, min_variance, min_mass, iteration)
                 bar.update()
             finish_early(bar)  # converged before n_iter
-        return self
 
     def _initialise(self, x: np.ndarray, init: str, seed: int, min_variance: float) -> None:
         """k-means or random-centre clustering of x [m, d], then a PCA per cluster."""
@@ -642,31 +688,122 @@ class MFA(torch.nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: torch.device | str = "cpu") -> MFA:
-        """Read a model written by ``save`` (no code is executed) onto ``map_location``."""
-        from safetensors import safe_open
+        """Read a model written by ``save`` (no code is executed) onto ``map_location``.
+
+        The file's metadata and every parameter are checked (shapes against the metadata, finite values,
+        normalised mixing weights, positive noise variances); a file that fails raises ``ValueError`` naming
+        it and what is wrong.
+        """
+        from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no MFA file at {path}")
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            size = path.stat().st_size
+            raise ValueError(
+                f"cannot read the MFA file {path} ({size} bytes): it is empty, truncated or not a "
+                f"safetensors file ({type(err).__name__}: {err}); save the model again with MFA.save"
+            ) from None
         if metadata.get("format") != _FILE_FORMAT:
             found = metadata.get("format")
             raise ValueError(f"{path} was not written by MFA.save (metadata format={found!r})")
-        model = cls(
-            int(metadata["n_components"]),
-            int(metadata["dim"]),
-            int(metadata["latent_dim"]),
-            isotropic=json.loads(metadata["isotropic"]),
-            dtype=metadata["dtype"],
-            device=map_location,
-        )
-        bad = [name for name, value in tensors.items() if not torch.isfinite(value).all()]
-        if bad:
-            raise ValueError(
-                f"{path} holds NaN or inf values in {', '.join(sorted(bad))}: refit or re-save the model"
+        config = _read_metadata(path, metadata)
+        device = resolve_device(map_location)
+        try:
+            model = cls(
+                config["n_components"],
+                config["dim"],
+                config["latent_dim"],
+                isotropic=config["isotropic"],
+                dtype=config["dtype"],
+                device=device,
             )
+        except ValueError as err:
+            raise ValueError(
+                f"{path}: its metadata describe no valid MFA ({err}): save the model again"
+            ) from None
+        _check_parameters(path, tensors, model)
         model.load_state_dict(tensors)
-        model.history_ = json.loads(metadata.get("history", "[]"))
+        model.history_ = config["history"]
         return model
+
+
+def _read_metadata(path: Path, metadata: dict[str, str]) -> dict[str, object]:
+    """The configuration an MFA file's metadata hold, checked; raises ``ValueError`` naming ``path``."""
+
+    def fail(problem: str) -> ValueError:
+        return ValueError(f"{path}: bad MFA metadata, {problem}; save the model again with MFA.save")
+
+    missing = [k for k in ("n_components", "dim", "latent_dim", "isotropic", "dtype") if k not in metadata]
+    if missing:
+        raise fail(f"{', '.join(missing)} missing")
+    config: dict[str, object] = {}
+    for key in ("n_components", "dim", "latent_dim"):
+        try:
+            config[key] = int(metadata[key])
+        except ValueError:
+            raise fail(f"{key}={metadata[key]!r} is not an integer") from None
+    if metadata["dtype"] not in _DTYPES:
+        raise fail(f"dtype={metadata['dtype']!r} is not one of {', '.join(_DTYPES)}")
+    config["dtype"] = metadata["dtype"]
+    for key, default in (("isotropic", None), ("history", "[]")):
+        text = metadata.get(key, default)
+        try:
+            config[key] = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise fail(f"{key}={text!r} is not valid JSON ({err})") from None
+    if not isinstance(config["isotropic"], bool):
+        raise fail(f"isotropic={metadata['isotropic']!r} is not true or false")
+    history = config["history"]
+    if not isinstance(history, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in history
+    ):
+        raise fail(f"history={metadata.get('history')!r} is not a list of numbers")
+    return config
+
+
+def _check_parameters(path: Path, tensors: dict[str, Tensor], model: MFA) -> None:
+    """Refuse loaded parameters that do not make the MFA ``model``'s metadata describe; names ``path``."""
+    K, d, l = model.K, model.d, model.l  # noqa: E741
+    shapes = {"log_pi": (K,), "mu": (K, d), "A": (K, d, l), "log_D": (K, d)}
+    if set(tensors) != set(shapes):
+        raise ValueError(
+            f"{path} holds the tensors {', '.join(sorted(tensors)) or 'none'}; an MFA file holds "
+            f"{', '.join(sorted(shapes))}: save the model again with MFA.save"
+        )
+    for name, shape in shapes.items():
+        value = tensors[name]
+        if tuple(value.shape) != shape:
+            raise ValueError(
+                f"{path}: {name} has shape {list(value.shape)} but the metadata (n_components={K}, dim={d}, "
+                f"latent_dim={l}) need {list(shape)}; save the model again with MFA.save"
+            )
+        if not value.is_floating_point():
+            raise ValueError(f"{path}: {name} holds {value.dtype} values, not floating-point numbers")
+    bad = [name for name, value in tensors.items() if not torch.isfinite(value).all()]
+    if bad:
+        raise ValueError(
+            f"{path} holds NaN or inf values in {', '.join(sorted(bad))}: refit or re-save the model"
+        )
+    total = float(torch.logsumexp(tensors["log_pi"].double(), 0).exp())
+    if abs(total - 1.0) > 1e-4:
+        raise ValueError(
+            f"{path}: the mixing weights exp(log_pi) sum to {total:.6g}, not 1; the file was edited or "
+            "damaged: refit or re-save the model"
+        )
+    variances = tensors["log_D"].to(model.dtype).exp()
+    if not (variances > 0).all():
+        raise ValueError(
+            f"{path}: noise variances exp(log_D) must be positive, but some underflow to 0 "
+            f"(log_D down to {float(tensors['log_D'].min()):.4g}): refit or re-save the model"
+        )
+    if model.isotropic and not torch.allclose(tensors["log_D"], tensors["log_D"][:, :1].expand(K, d)):
+        raise ValueError(
+            f"{path}: the metadata say isotropic, but the noise variances log_D differ within a component: "
+            "refit or re-save the model"
+        )

@@ -149,6 +149,7 @@ def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
             params=params,
             engine=args.engine,
             keep_finished=args.keep_finished,
+            check_folders=not args.dry_run,
         )
         _print_plan(plan, args.dry_run)
         if args.dry_run:

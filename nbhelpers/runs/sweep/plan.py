@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from nbhelpers.chapters.ids import REAL, is_chapter_id
+from nbhelpers.chapters.params import CHAPTER_PARAMETERS, ParameterError, check_values
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import VALID_DEVICES
+from nbhelpers.core.io import check_writable_folder
 from nbhelpers.core.paths import (
     DATA_DIR_ENV,
     FOLDER_ENVIRONMENT,
@@ -374,9 +376,30 @@ def _chapter_params(params: dict[str, Any], notebooks: dict[str, Path]) -> dict[
             )
             raise SweepError(f"unknown parameter {name!r}: no chosen chapter declares it (they take {valid})")
     return {
-        chapter: tuple(sorted((k, v) for k, v in params.items() if k in names))
+        chapter: _checked_params(chapter, {k: v for k, v in params.items() if k in names})
         for chapter, names in declared.items()
     }
+
+
+def _checked_params(chapter: str, params: dict[str, Any]) -> ChapterParams:
+    """A chapter's ``--param`` values as its first cell reads them (``chapters.params``: ``figure8=false`` ->
+    False, ``attacks=cw`` -> ["cw"]), so that the runs and their stamps get those; a bad one is refused now,
+    before any run starts."""
+    if chapter in CHAPTER_PARAMETERS:
+        try:
+            params = check_values(chapter, params)
+        except ParameterError as err:
+            raise SweepError(f"--param: {err}") from None
+    return tuple(sorted(params.items()))
+
+
+def check_output_folder(folder: Path, option: str) -> None:
+    """Refuse (``SweepError``, naming ``option``) a folder the runs cannot write into: a file, a folder under
+    a file, or a folder without write permission."""
+    try:
+        check_writable_folder(folder)
+    except OSError as err:
+        raise SweepError(f"{option} {folder}: {err}; pass a writable folder") from None
 
 
 def plan_sweep(
@@ -393,6 +416,7 @@ def plan_sweep(
     params: dict[str, Any] | None = None,
     engine: str = "auto",
     keep_finished: bool = False,
+    check_folders: bool = True,
 ) -> Plan:
     """Every (chapter, task, seed) run of a sweep, validated.
 
@@ -400,7 +424,8 @@ def plan_sweep(
     ``<results_dir>/sweeps/<profile>``, results in ``<results_dir>/<profile>``. ``tasks_for`` maps a chapter
     stem to the tasks it takes (default :func:`chapter_tasks`; tests pass their own). ``params`` (from
     :func:`parse_params`) go to each chapter that declares them; a run whose stamp records other values
-    is stale. ``engine``: see :data:`ENGINES`.
+    is stale. ``engine``: see :data:`ENGINES`. ``check_folders``: refuse, before any run, a results or output
+    folder that cannot be written (a dry run only reads them).
     """
     params = dict(params or {})
     engine = resolve_engine(engine)
@@ -415,6 +440,10 @@ def plan_sweep(
     book = Path(book_dir) if book_dir else project_root() / "book"
     base = Path(results_dir).resolve() if results_dir else default_results_dir().resolve()
     out = Path(out_dir).resolve() if out_dir else base / "sweeps" / profile
+    if check_folders:
+        results_option = "--results-dir" if results_dir else "the results folder ($NBHELPERS_RESULTS_DIR)"
+        check_output_folder(base, results_option)
+        check_output_folder(out, "--out" if out_dir else "the notebooks' folder (RESULTS/sweeps/PROFILE)")
     notebooks = resolve_chapters(chapters, book)
     extra = _chapter_params(params, notebooks)
     by_chapter, left_out = resolve_tasks(tasks, list(notebooks), tasks_for or chapter_tasks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import struct
 import tempfile
@@ -41,6 +42,8 @@ _IDX_STEMS = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 _CELEBA_LAYOUT = ("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt")
+# The key of a prepared celeba64.npz that records what it was prepared from (``_layout_fingerprint``).
+PREPARED_FROM = "prepared_from"
 _CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError)
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -53,8 +56,9 @@ def prepare_celeba(src_dir: str | os.PathLike, out_path: str | os.PathLike, *, p
     columns 25:153 and reduced to 64x64 by the mean of each 2x2 block, rounded half up (what
     ``cv2.resize`` with INTER_LINEAR gives for this exact 2x reduction). The output has the keys
     ``images`` [N, 64, 64, 3] uint8 RGB, ``attrs`` [N, 40] int8 (+1/-1), ``attr_names`` [40],
-    ``filenames`` [N], ``partition`` [N] int8 and ``source`` [N] int8 (0: full-resolution jpg), and is
-    written atomically.
+    ``filenames`` [N], ``partition`` [N] int8, ``source`` [N] int8 (0: full-resolution jpg) and
+    ``prepared_from`` (the sizes and SHA-256 of the two lists and the number of jpgs, as JSON: a later load
+    prepares the file again when they change), and is written atomically.
     """
     from PIL import Image
 
@@ -65,7 +69,9 @@ def prepare_celeba(src_dir: str | os.PathLike, out_path: str | os.PathLike, *, p
             f"{src_dir} lacks {', '.join(missing)}: the official aligned CelebA layout is "
             f"{_CELEBA_LAYOUT[0]}/*.jpg, {_CELEBA_LAYOUT[1]} and {_CELEBA_LAYOUT[2]}"
         )
-    filenames, attrs, attr_names = _read_attr_list(src_dir / "list_attr_celeba.txt")
+    fingerprint = _layout_fingerprint(src_dir)
+    attr_path = src_dir / "list_attr_celeba.txt"
+    filenames, attrs, attr_names, count = _read_attr_list(attr_path)
     partition = _read_partition_list(src_dir / "list_eval_partition.txt", filenames)
     image_dir = src_dir / "img_align_celeba"
     on_disk = set(os.listdir(image_dir))
@@ -77,8 +83,22 @@ def prepare_celeba(src_dir: str | os.PathLike, out_path: str | os.PathLike, *, p
     if not present.all():
         warnings.warn(
             f"{np.count_nonzero(~present)} of {len(filenames)} listed CelebA images are missing from "
-            f"{image_dir}; preparing the others into {out_path}, which later loads reuse as it is: delete it "
-            "once the download is complete to prepare every face",
+            f"{image_dir}; preparing the others into {out_path} (loads of the folder prepare their "
+            f"{CELEBA_FILE} again once its images or lists change, e.g. when the download is complete)",
+            stacklevel=2,
+        )
+    listed = set(filenames.tolist())
+    unlisted = sorted(name for name in on_disk if name.lower().endswith(".jpg") and name not in listed)
+    if unlisted:
+        why = (
+            "it has no count line to check it against, so it may be truncated"
+            if count is None
+            else f"its count line says {count}"
+        )
+        warnings.warn(
+            f"{len(unlisted)} jpgs in {image_dir} are not listed in {attr_path} (e.g. {unlisted[0]}), which "
+            f"lists {len(filenames)} images ({why}): they are left out of {out_path}; re-download "
+            f"{attr_path.name} to include them (the file is prepared again when the list changes)",
             stacklevel=2,
         )
     filenames, attrs, partition = filenames[present], attrs[present], partition[present]
@@ -106,6 +126,7 @@ def prepare_celeba(src_dir: str | os.PathLike, out_path: str | os.PathLike, *, p
         filenames=filenames,
         partition=partition,
         source=np.zeros(len(filenames), dtype=np.int8),
+        **{PREPARED_FROM: np.array(fingerprint)},
     )
 
 
@@ -151,8 +172,31 @@ def mnist_arrays(folder: Path) -> dict[str, np.ndarray]:
             )
         if x.dtype != np.uint8:
             raise ValueError(f"MNIST x_{split} in {npz} is {x.dtype}: expected uint8 pixels 0..255")
+        arrays[f"y_{split}"] = _digit_labels(y, f"MNIST y_{split} in {npz}")
         arrays[f"x_{split}"] = x.reshape(-1, 28, 28)
     return arrays
+
+
+def _digit_labels(y: np.ndarray, what: str) -> np.ndarray:
+    """MNIST labels [n] as they are when they are integers 0..9 (whole-number floats are read as integers);
+    anything else raises, naming ``what``: a task would otherwise find no images of its digits."""
+    if y.dtype.kind in "iu":
+        labels = y
+    elif y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
+        labels = y.astype(np.int64)
+    else:
+        bad = y[~(np.isfinite(y) & (y == np.round(y)))] if y.dtype.kind == "f" else y
+        example = f" (e.g. {bad.flat[0].item()!r})" if bad.size else ""
+        raise ValueError(
+            f"{what} holds {y.dtype} labels that are not whole digits{example}: expected integer labels 0..9 "
+            "(the Keras mnist.npz layout); fix or re-download the file"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(
+            f"{what} holds labels from {labels.min()} to {labels.max()}: expected the digits 0..9; "
+            "fix or re-download the file"
+        )
+    return labels
 
 
 def _find_idx_files(folder: Path) -> dict[str, Path]:
@@ -186,9 +230,13 @@ def _find_idx_files(folder: Path) -> dict[str, Path]:
 
 
 def celeba_arrays(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
-    """CelebA of ``folder`` and the file read: celeba64.npz, else the official layout, prepared and cached."""
+    """CelebA of ``folder`` and the file read: celeba64.npz, else the official layout, prepared and cached.
+
+    A celeba64.npz that ``prepare_celeba`` made from the official layout beside it is prepared again when
+    that layout's lists or number of images changed since (a celeba64.npz from elsewhere is read as it is).
+    """
     npz = folder / CELEBA_FILE
-    if not npz.is_file():
+    if not npz.is_file() or _changed_sources(npz, _official_layout(folder)):
         npz = _prepared_celeba(folder)
     arrays = _read_npz(npz, _CELEBA_KEYS, optional=("filenames", "source"))
     images, attrs, names, partition = (arrays[k] for k in _CELEBA_KEYS)
@@ -204,6 +252,61 @@ def celeba_arrays(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
             f"match {n} images; re-create the file with prepare_celeba"
         )
     return arrays, npz
+
+
+def _official_layout(folder: Path) -> Path | None:
+    """The folder holding the whole official layout: ``folder`` or its torchvision ``celeba/``; else None."""
+    for src in (folder, folder / "celeba"):
+        if all((src / name).exists() for name in _CELEBA_LAYOUT):
+            return src
+    return None
+
+
+def _layout_fingerprint(src: Path) -> str:
+    """What a preparation of the official layout in ``src`` reads, as JSON: the size and SHA-256 of each
+    list file and the number of jpgs (hashed again only when a list's size or time or the folder changes)."""
+    lists = tuple(
+        (name, (src / name).stat().st_size, (src / name).stat().st_mtime_ns) for name in _CELEBA_LAYOUT[1:]
+    )
+    return _fingerprint(str(src), lists, (src / _CELEBA_LAYOUT[0]).stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _fingerprint(src: str, lists: tuple[tuple[str, int, int], ...], images_mtime_ns: int) -> str:
+    out: dict[str, dict[str, int | str]] = {}
+    for name, size, _ in lists:
+        digest = hashlib.sha256()
+        with open(Path(src) / name, "rb") as handle:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        out[name] = {"bytes": size, "sha256": digest.hexdigest()}
+    images = Path(src) / _CELEBA_LAYOUT[0]
+    out[_CELEBA_LAYOUT[0]] = {"jpgs": sum(name.lower().endswith(".jpg") for name in os.listdir(images))}
+    return json.dumps(out, sort_keys=True)
+
+
+def _changed_sources(npz: Path, src: Path | None) -> bool:
+    """Whether ``npz``, prepared from the official layout in ``src``, records other sources than ``src``
+    holds now (warned about). False without a layout or a record (a file from elsewhere is kept)."""
+    if src is None:
+        return False
+    try:
+        with open(npz, "rb") as handle, np.load(handle, allow_pickle=False) as arrays:
+            if PREPARED_FROM not in arrays.files:
+                return False
+            then = json.loads(str(arrays[PREPARED_FROM]))
+    except (*_CORRUPT, KeyError):
+        return False  # a damaged file: the reader says what to do about it
+    now = json.loads(_layout_fingerprint(src))
+    changed = [name for name in _CELEBA_LAYOUT if then.get(name) != now.get(name)]
+    if not changed:
+        return False
+    warnings.warn(
+        f"{npz} was prepared from other versions of {', '.join(changed)} in {src} (the list files' size or "
+        "content, or the number of images, changed since): preparing it again",
+        stacklevel=3,
+    )
+    return True
 
 
 def _prepared_celeba(folder: Path) -> Path:
@@ -222,7 +325,7 @@ def _prepared_celeba(folder: Path) -> Path:
     else:
         tag = hashlib.sha256(str(src.resolve()).encode()).hexdigest()[:12]
         target = paths.cache_dir() / f"celeba64_{tag}.npz"
-        if target.is_file():
+        if target.is_file() and not _changed_sources(target, _official_layout(folder)):
             return target
     return prepare_celeba(src, target)
 
@@ -310,8 +413,9 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _read_attr_list(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``list_attr_celeba.txt``: file names [N], attributes [N, 40] int8 (+1/-1), names [40].
+def _read_attr_list(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """``list_attr_celeba.txt``: file names [N], attributes [N, 40] int8 (+1/-1), names [40] and the count
+    line's number (None without one).
 
     The leading count line is optional (some copies lack it); when present, the rows must match it.
     """
@@ -346,7 +450,7 @@ def _read_attr_list(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         )
     filenames = table[:, 0]
     attrs = np.where(table[:, 1:] == "1", 1, -1).astype(np.int8)
-    return filenames, attrs, attr_names
+    return filenames, attrs, attr_names, count
 
 
 def _read_partition_list(path: Path, filenames: np.ndarray) -> np.ndarray:
