@@ -37,7 +37,7 @@ from tests.test_classifier import subspace_pair
 from tests.test_experiments import IMAGE_SHAPE, make_tiny_data, make_tiny_models
 from tests.test_robustness import toy_models
 
-#: Where the attacks call foolbox (``attacks.best_of`` is also the name of a function of the package).
+#: Where the attacks call foolbox.
 best_of = importlib.import_module("nbhelpers.science.attacks.best_of")
 #: The attack iterations of the quick profile (what chapters 3-5 use on it).
 QUICK_BUDGET = get_profile("quick").attacks.budget
@@ -614,3 +614,13 @@ def test_command_line_lists_and_clears_checkpoints(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "deleted 03_bayes_robustness__celeba__Bangs__paper__seed0" in out and "freed 1.0 MB" in out
     assert not kept.folder.exists()
+
+
+class _NotAllowed:
+    """A type the checkpoints may not load back."""
+
+
+def test_a_value_that_cannot_be_loaded_back_is_refused_at_save(tmp_path):
+    with pytest.raises(TypeError, match="cannot load back safely"):
+        Checkpoints.save(tmp_path / "step__key.pt", {"value": _NotAllowed()})
+    assert list(tmp_path.iterdir()) == []  # nothing half-written is left

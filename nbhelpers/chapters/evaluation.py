@@ -37,9 +37,9 @@ from nbhelpers.science.attacks import (
     FOOLBOX_ATTACKS,
     AttackBudget,
     AttackResult,
-    best_of,
     check_attack_names,
     run_attack,
+    smallest_per_sample,
 )
 from nbhelpers.science.attacks.best_of import attack_settings, check_inputs, clean_predictions
 from nbhelpers.science.classifier import BayesClassifier
@@ -92,7 +92,7 @@ def attack_model(
             device=dev,
             progress=progress,
         )
-    return best_of(x, clean_predictions(model, x, dev), outcomes)
+    return smallest_per_sample(x, clean_predictions(model, x, dev), outcomes)
 
 
 @dataclass

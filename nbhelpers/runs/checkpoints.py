@@ -20,6 +20,7 @@ import functools
 import hashlib
 import inspect
 import os
+import pickle
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -206,11 +207,20 @@ class Checkpoints:
         with torch.serialization.safe_globals(list(safe_types())):
             return torch.load(path, map_location="cpu", weights_only=True)
 
-    @staticmethod
-    def save(path: Path, value: Any) -> None:
-        """Write ``value`` to ``path`` via a temporary file: a run killed while saving leaves no file."""
+    @classmethod
+    def save(cls, path: Path, value: Any) -> None:
+        """Write ``value`` to ``path`` via a temporary file: a run killed while saving leaves no file. A value
+        that ``load`` would refuse (a type outside :func:`safe_types`) raises ``TypeError`` instead of being
+        saved and recomputed on every run."""
         with atomic_path(path) as tmp:
             torch.save(value, tmp)
+            try:
+                cls.load(tmp)
+            except pickle.UnpicklingError as err:
+                raise TypeError(
+                    f"the value of step {path.name.split('__')[0]} holds a type checkpoints cannot load back "
+                    f"safely; add it to safe_types() if it is the package's own: {err}"
+                ) from err
 
     def steps(self) -> list[str]:
         """Names of the files of finished steps (sorted)."""

@@ -4,10 +4,10 @@ from nbhelpers.science.attacks.best_of import (
     ATTACKS,
     AttackOutcome,
     AttackResult,
-    best_of,
     check_attack_names,
     run_attack,
     run_attacks,
+    smallest_per_sample,
 )
 from nbhelpers.science.attacks.foolbox_attacks import (
     FOOLBOX_ATTACKS,
@@ -27,7 +27,7 @@ __all__ = [
     "FoolboxAttackResult",
     "GradientAttackResult",
     "L2ComponentGradientAttack",
-    "best_of",
+    "smallest_per_sample",
     "check_attack_names",
     "make_foolbox_attack",
     "run_attack",

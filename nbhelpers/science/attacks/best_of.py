@@ -1,9 +1,10 @@
 """Several attacks on one model: per sample, the smallest successful perturbation (paper section 2.1:
 "the mean is calculated only over successful attacks").
 
-``run_attack`` runs one named attack and returns its ``AttackOutcome``; ``best_of`` keeps, per sample, the
-smallest of several outcomes; ``run_attacks`` does both. Callers that keep finished attacks between runs
-(the chapters' checkpoints) call ``run_attack`` once per attack themselves and ``best_of`` at the end.
+``run_attack`` runs one named attack and returns its ``AttackOutcome``; ``smallest_per_sample`` keeps, per
+sample, the smallest of several outcomes; ``run_attacks`` does both. Callers that keep finished attacks
+between runs (the chapters' checkpoints) call ``run_attack`` once per attack themselves and
+``smallest_per_sample`` at the end.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def run_attack(
     return AttackOutcome(out.x_adv.detach().cpu(), out.l2.cpu())
 
 
-def best_of(x: torch.Tensor, clean_pred: torch.Tensor, outcomes: Mapping[str, AttackOutcome]) -> AttackResult:
+def smallest_per_sample(
+    x: torch.Tensor, clean_pred: torch.Tensor, outcomes: Mapping[str, AttackOutcome]
+) -> AttackResult:
     """Per sample of x [n, ...], the smallest successful perturbation over ``outcomes`` (attack name ->
     outcome, in the order the attacks ran: a tie goes to the first)."""
     x = x.detach().cpu()
@@ -151,7 +154,8 @@ def run_attacks(
     batch_size: int | None = None,
     progress: bool = True,
 ) -> AttackResult:
-    """Attack x [n, ...] with each of ``attacks`` (``run_attack``) and keep the best per sample (``best_of``).
+    """Attack x [n, ...] with each of ``attacks`` (``run_attack``) and keep the best per sample
+    (``smallest_per_sample``).
 
     ``gradient_kwargs``: the gradient attack's constructor arguments; ``foolbox_kwargs[name]``: a foolbox
     attack's overrides.
@@ -174,7 +178,7 @@ def run_attacks(
         )
         for name in names
     }
-    return best_of(x, clean_predictions(model, x, dev), outcomes)
+    return smallest_per_sample(x, clean_predictions(model, x, dev), outcomes)
 
 
 def attack_settings(
