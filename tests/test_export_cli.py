@@ -10,6 +10,7 @@ import torch
 
 from nbhelpers.runs import cli, export_cli
 from nbhelpers.science.datasets import SYMMETRIC_SIGMA, VARIANTS, load_task_models
+from nbhelpers.science.release import load_dataset
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def sample_env(tmp_path, monkeypatch):
 
 
 def export(out, *extra: str) -> int:
-    sizes = ["--n-train", "6", "--n-test", "3"]
+    sizes = ["--n-train", "6", "--n-test", "3", "--n-attack", "2"]
     return cli.main(["export-dataset", "--out", str(out), "--device", "cpu", "--no-progress", *sizes, *extra])
 
 
@@ -29,8 +30,14 @@ def test_exports_one_task_with_its_models(sample_env, capsys):
     out = sample_env / "export"
     assert export(out, "--dataset", "MNIST", "--attribute", "06") == 0
     printed = capsys.readouterr().out.split()
-    npz, models_dir = out / "mnist_0_vs_6_symmetric.npz", out / "models" / "mnist_0_vs_6"
-    assert printed == [str(npz), str(models_dir)]
+    folder = out / "mnist_0_vs_6_symmetric"
+    npz, models_dir = folder / "data.npz", folder / "models"
+    assert printed == [str(folder)]
+    card = json.loads((folder / "dataset.json").read_text())
+    assert card["bayes_optimal"]["n_attacked"] == 2 and card["bayes_optimal"]["clean_accuracy"] == 1.0
+    assert "bundled sample" in card["fitted_to"] and (folder / "README.md").exists()
+    released = load_dataset(folder, device="cpu")
+    assert np.array_equal(released.data.x_test, np.load(npz)["x_test"])
 
     data = np.load(npz)
     assert data["x_train"].shape == (12, 784) and data["x_test"].shape == (6, 784)
@@ -64,9 +71,9 @@ def test_export_is_deterministic_and_variants_differ(sample_env):
     assert export(first, "--dataset", "mnist", "--attribute", "0_vs_6", "--variant", "asymmetric") == 0
     assert export(second, "--dataset", "mnist", "--attribute", "0_vs_6", "--variant", "asymmetric") == 0
     assert export(second, "--dataset", "mnist", "--attribute", "0_vs_6", "--variant", "symmetric") == 0
-    a = np.load(first / "mnist_0_vs_6_asymmetric.npz")
-    b = np.load(second / "mnist_0_vs_6_asymmetric.npz")
-    sym = np.load(second / "mnist_0_vs_6_symmetric.npz")
+    a = np.load(first / "mnist_0_vs_6_asymmetric" / "data.npz")
+    b = np.load(second / "mnist_0_vs_6_asymmetric" / "data.npz")
+    sym = np.load(second / "mnist_0_vs_6_symmetric" / "data.npz")
     assert np.array_equal(a["x_train"], b["x_train"]) and np.array_equal(a["y_test"], b["y_test"])
     assert not np.array_equal(a["x_train"], sym["x_train"])
 
@@ -76,8 +83,8 @@ def test_all_exports_every_task(sample_env, monkeypatch, capsys):
     monkeypatch.setattr("nbhelpers.science.data.TASKS", [("mnist", "0_vs_6"), ("mnist", "4_vs_5")])
     out = sample_env / "all"
     assert export(out, "--all", "--variant", "fitted") == 0
-    assert sorted(p.name for p in out.glob("*.npz")) == ["mnist_0_vs_6_fitted.npz", "mnist_4_vs_5_fitted.npz"]
-    assert len(capsys.readouterr().out.split()) == 4
+    assert sorted(p.name for p in out.iterdir()) == ["mnist_0_vs_6_fitted", "mnist_4_vs_5_fitted"]
+    assert len(capsys.readouterr().out.split()) == 2
 
 
 MALE = ["--dataset", "celeba", "--attribute", "Male"]
@@ -95,6 +102,7 @@ MALE = ["--dataset", "celeba", "--attribute", "Male"]
         ([*MALE, "--profile", "full"], "valid profiles are 'quick', 'paper'"),
         ([*MALE, "--device", "tpu"], "valid devices are auto, cpu, cuda"),
         ([*MALE, "--n-train", "0"], "--n-train must be at least 1"),
+        ([*MALE, "--n-attack", "-1"], "--n-attack must be 0"),
         ([*MALE, "--seed", "-1"], "--seed must be a non-negative"),
         ([*MALE, "--data-dir", "no_such_folder"], "no_such_folder does not exist"),
     ],

@@ -191,6 +191,12 @@ def test_the_task_is_checked_and_made_canonical():
     }
     with pytest.raises(P.ParameterError, match="dataset/attribute: unknown CelebA attribute 'Smilng'"):
         P.check_values(ids.LEARNED, {"dataset": "celeba", "attribute": "Smilng"})
+    # chapter 5 takes CelebA alone; its own check_real_attribute names the five attributes it takes
+    assert P.check_values(ids.REAL, {"dataset": "CelebA", "attribute": "smiling"})["dataset"] == "celeba"
+    with pytest.raises(
+        P.ParameterError, match="05_real_data: parameter dataset='mnist': expected one of 'celeba'"
+    ):
+        P.check_values(ids.REAL, {"dataset": "mnist", "attribute": "0_vs_6"})
 
 
 def test_unknown_chapters_and_missing_parameters_are_named():

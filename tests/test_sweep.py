@@ -789,7 +789,8 @@ def test_chapter_params_are_read_as_the_chapter_reads_them(tmp_path):
 )
 def test_bad_chapter_params_are_refused_before_any_run(tmp_path, capsys, param, message):
     argv = ["--book-dir", str(ROOT / "book"), "--results-dir", str(tmp_path / "results"), "--chapters", "04"]
-    assert sweep.main([*argv, "--tasks", "celeba:Smiling", "-p", param]) == 2
+    # --dry-run: refused while planning; were it not, a dry run still starts no chapter (nor would this test)
+    assert sweep.main([*argv, "--tasks", "celeba:Smiling", "--dry-run", "-p", param]) == 2
     err = capsys.readouterr().err
     assert "nbhelpers sweep: error: --param: 04_learned_classifiers: " + message in err, err
     assert not (tmp_path / "results").exists()

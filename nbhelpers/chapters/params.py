@@ -273,7 +273,8 @@ CHAPTER_PARAMETERS: dict[str, dict[str, Check]] = {
         "results_dir": optional(folder),
     },
     ids.REAL: {
-        **_TASK,
+        "dataset": one_of(("celeba",)),  # the attribute: the chapter's check_real_attribute, with its choices
+        "attribute": text,
         **_RUN,
         "data_dir": optional(folder),
         "n_attack": optional(_POSITIVE),
@@ -312,7 +313,7 @@ def check_values(chapter: str, values: Mapping[str, Any]) -> dict[str, Any]:
             problems.append(str(err))
     if problems:
         raise ParameterError(f"{chapter}: " + "; ".join(problems))
-    if "dataset" in out and "attribute" in out:
+    if "dataset" in out and "attribute" in out and chapter != ids.REAL:
         try:
             out["dataset"], out["attribute"] = canonical_task(out["dataset"], out["attribute"])
         except ValueError as err:

@@ -2,9 +2,9 @@
 
 Fits (or loads from the cache) the class MFAs of a task with
 :func:`nbhelpers.chapters.task_models.build_task_models`,
-then writes labelled train/test samples of one variant and the models that generated them with
-:func:`nbhelpers.science.datasets.export_dataset`: ``OUT/<dataset>_<attribute>_<variant>.npz`` and
-``OUT/models/<dataset>_<attribute>/`` (safetensors).
+then writes labelled train/test samples of one variant, the models that generated them and a card with
+:func:`nbhelpers.science.release.export_dataset` into ``OUT/<dataset>_<attribute>_<variant>/``, which
+``nbhelpers.load_dataset`` reads back.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ HELP = "export a symmetric/asymmetric/fitted dataset and its models (one task or
 VARIANTS = ("fitted", "symmetric", "asymmetric")
 
 EPILOG = (
-    "Writes OUT/DATASET_ATTRIBUTE_VARIANT.npz (x_train, y_train, x_test, y_test as float32 in [0, 1], "
-    "flattened (C, H, W); image_shape; class_names; and its provenance: dataset, attribute, variant, "
-    "profile, seed, source) and OUT/models/DATASET_ATTRIBUTE/ (the fitted, symmetric and asymmetric MFA "
-    "pairs as safetensors, read with nbhelpers.science.mfa.MFA.load; meta.json with the task and each "
-    "class's EM "
-    "log-likelihood history; geometry.npz with the data mean and the direction of the asymmetric "
-    "outliers). Models are cached between runs ($NBHELPERS_CACHE_DIR). Exit status: 0 written, 2 bad input."
+    "Writes one folder per dataset, OUT/DATASET_ATTRIBUTE_VARIANT/: data.npz (x_train, y_train, x_test, "
+    "y_test as float32 in [0, 1], flattened (C, H, W); image_shape; class_names; provenance), models/ (the "
+    "fitted, symmetric and asymmetric MFA pairs as safetensors, the outlier geometry and the fits' "
+    "log-likelihood), README.md and dataset.json (the card: construction, MFA sizes, the Bayes-optimal "
+    "classifier's accuracy and mean L2, licence, the checksum of every file). Read it back with "
+    "nbhelpers.load_dataset(folder). Models are cached between runs ($NBHELPERS_CACHE_DIR). Exit status: 0 "
+    "written, 2 bad input."
 )
 
 
@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to write into (made if needed)")
     parser.add_argument("--n-train", type=int, metavar="N", help="train samples per class (default: profile)")
     parser.add_argument("--n-test", type=int, metavar="N", help="test samples per class (default: profile)")
+    parser.add_argument(
+        "--n-attack",
+        type=int,
+        default=100,
+        metavar="N",
+        help="test samples the card's Bayes-optimal robustness is measured on (gradient attack; 0: skip)",
+    )
     parser.add_argument(
         "--data-dir", metavar="DIR", help="real images (default: $NBHELPERS_DATA_DIR, else the sample)"
     )
@@ -93,6 +100,8 @@ def validate(args: argparse.Namespace) -> None:
     for option, value in (("--n-train", args.n_train), ("--n-test", args.n_test)):
         if value is not None and value < 1:
             raise ExportError(f"{option} must be at least 1 sample per class, got {value}")
+    if getattr(args, "n_attack", 0) < 0:
+        raise ExportError(f"--n-attack must be 0 (no robustness on the card) or more, got {args.n_attack}")
     try:
         check_writable_folder(args.out)
     except OSError as err:
@@ -108,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
         # imports torch: after validation
         from nbhelpers.chapters.task_models import build_task_models
-        from nbhelpers.science.datasets import export_dataset
+        from nbhelpers.science.release import export_dataset
 
         quiet = args.no_progress or len(tasks) == 1
         for dataset, attribute in tqdm(tasks, desc="export", unit="task", disable=quiet):
@@ -122,21 +131,23 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
             )
             sizes = get_profile(args.profile).datasets
-            path = export_dataset(
+            folder = export_dataset(
                 models,
                 args.out,
                 args.variant,
                 n_train_per_class=sizes.n_train_per_class if args.n_train is None else args.n_train,
                 n_test_per_class=sizes.n_test_per_class if args.n_test is None else args.n_test,
                 seed=args.seed,
+                n_attack=args.n_attack,
+                device=args.device,
             )
-            print(path)
-            print(path.parent / "models" / f"{models.dataset}_{models.attribute}")
-            with np.load(path) as written:  # what was written, on stderr: stdout lists only the paths
+            print(folder)
+            with np.load(folder / "data.npz") as written:  # on stderr: stdout lists only the folders
                 per_class = f"{len(written['y_train']) // 2} train and {len(written['y_test']) // 2} test"
                 print(
                     f"{models.dataset}:{models.attribute}, {args.variant}, profile {args.profile}, seed "
-                    f"{args.seed}: {per_class} samples per class; MFAs fitted to the {written['source']}",
+                    f"{args.seed}: {per_class} samples per class; MFAs fitted to the {written['source']}; "
+                    f"card {folder / 'README.md'}",
                     file=sys.stderr,
                 )
     # ValueError: e.g. cuda without a GPU, too few images; OSError: a missing or unreadable data folder
