@@ -165,9 +165,11 @@ PROFILES: dict[str, Profile] = {
             cnn_depth=6,
             cnn_epochs=20,
             svm_max_train=20000,
-            train_sizes=(1000, 10000, 100000, 1000000),
-            cnn_widths=(16, 32, 64, 128, 256),
-            cnn_depths=(4, 6, 8, 12, 16),
+            # Figure 8's axes as the paper prints them: 200K-1M fresh training samples, 4-32 first-layer
+            # filters, 10-20 layers (and TRADES beta 0, 2, 5, 10, the default).
+            train_sizes=(200_000, 400_000, 600_000, 800_000, 1_000_000),
+            cnn_widths=(4, 8, 16, 32),
+            cnn_depths=(10, 15, 20),
         ),
     ),
 }
