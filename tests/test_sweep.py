@@ -26,10 +26,12 @@ from nbhelpers.core.versions import code_version, notebook_source_version
 from nbhelpers.runs import manifest, results, sweep
 from nbhelpers.runs.cli import SUBCOMMANDS, build_parser
 from nbhelpers.runs.notebook_runner import process_alive
+from nbhelpers.runs.sweep import estimate as sweep_estimate
 from nbhelpers.runs.sweep import execute
 from nbhelpers.runs.sweep import plan as sweep_plan
+from nbhelpers.runs.sweep.hardware import Hardware
 from nbhelpers.science.data import BUNDLED_SAMPLE, REAL_DATA_ATTRIBUTES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_script
 from tests.data.run_probe_sweep import probe_tasks
 
 PROBE_BOOK = ROOT / "tests" / "data" / "sweep_book"
@@ -931,3 +933,359 @@ def test_record_is_a_subcommand_and_wants_a_command(tmp_path, capsys):
         captured = capsys.readouterr()
         assert "no command given: put it after --" in captured.err and captured.out == ""
     assert manifest.read_manifest(tmp_path) is None  # nothing ran, nothing recorded
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Planning against a time budget: --plan, --time-budget, the estimates, scripts/gpu_window.sh.
+
+
+def _set_seconds(stamp: Path, seconds: float) -> None:
+    """Give a finished run's stamp another recorded time (the stamp stays valid: seconds are not checked)."""
+    data = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({**data, "seconds": seconds}))
+
+
+@pytest.fixture
+def timed(finished, tmp_path) -> Path:
+    """A copy of the finished sweep (mnist:0_vs_6, celeba:Smiling; seed 2), its stamps saying 30 and 10 s."""
+    base = Path(shutil.copytree(finished["book"].parent, tmp_path / "timed"))
+    _set_seconds(Path(f"{result_file(base / 'book', 'mnist', '0_vs_6', seed=2)}.done"), 30)
+    _set_seconds(Path(f"{result_file(base / 'book', 'celeba', 'Smiling', seed=2)}.done"), 10)
+    return base / "book"
+
+
+def test_stamps_record_the_device_type_gpu_and_whether_the_run_resumed(finished):
+    stamp = json.loads(Path(f"{result_file(finished['book'], 'celeba', 'Smiling', seed=2)}.done").read_text())
+    assert stamp["device"] == "auto"  # as given; what it resolved to beside it
+    assert (stamp["device_type"], stamp["gpu"], stamp["resumed"]) == ("cpu", None, False)
+
+
+def test_plan_lists_the_runs_to_do_with_estimates_and_their_basis(timed, capsys):
+    # mnist seed 2's result no longer matches its stamp: it must run again, and its own stamp times it.
+    mnist = result_file(timed, "mnist", "0_vs_6", seed=2)
+    mnist.write_text(mnist.read_text() + " ")
+    tasks = ["--tasks", "mnist:0_vs_6", "celeba:Smiling", "celeba:Slow", "--seeds", "2", "3"]
+    assert sweep.main(options(timed, *tasks, "--plan", "--jobs", "2"), tasks_for=probe_tasks) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "plan: 5 of 6 runs to do (1 up to date, not listed)"
+    assert "profile quick, device auto (planned for cpu), 2 workers" in lines[1]
+    rows = {tuple(line.split()[:3]): line for line in lines if line.startswith("  90_probe")}
+    assert set(rows) == {
+        ("90_probe", "mnist:0_vs_6", "2"),
+        ("90_probe", "mnist:0_vs_6", "3"),
+        ("90_probe", "celeba:Smiling", "3"),
+        ("90_probe", "celeba:Slow", "2"),
+        ("90_probe", "celeba:Slow", "3"),
+    }
+    assert "result changed since it was stamped 30 s this run's stamp: 30 s on cpu" in " ".join(
+        rows[("90_probe", "mnist:0_vs_6", "2")].split()
+    )
+    assert "no result yet 10 s this chapter on celeba: Smiling seed 2, 10 s on cpu" in " ".join(
+        rows[("90_probe", "celeba:Slow", "3")].split()
+    )
+    assert "(these results)" in rows[("90_probe", "celeba:Slow", "3")]
+    # 30 + 30 + 10 + 10 + 10 s; two workers: 30 | 30, then 10, 10 | 10 -> 50 s
+    assert "total: 90 s of run time; wall time with 2 workers: about 50 s" in out
+    assert not result_file(timed, "celeba", "Slow", seed=3).exists()  # a plan runs nothing
+
+    # Planning for a GPU needs none here; without timings of the probe on one, there is no estimate.
+    assert sweep.main(options(timed, *tasks, "--plan", "--device", "cuda"), tasks_for=probe_tasks) == 0
+    out = capsys.readouterr().out
+    assert "planned for cuda; no GPU here, so timings of any GPU count" in out
+    assert "no recorded quick-profile run of 90_probe on cuda" in out
+    assert "not counting 5 runs without an estimate" in out
+
+
+def test_estimates_prefer_this_run_then_the_chapter_then_the_model(tmp_path):
+    def planned(task: str, **params) -> sweep.Run:
+        (run,) = sweep.plan_sweep(
+            ["04"],
+            [task],
+            "paper",
+            device="cuda",
+            book_dir=ROOT / "book",
+            results_dir=tmp_path,
+            params=params,
+            engine="python",
+            check_folders=False,
+        ).runs
+        return run
+
+    def stamp(task: str, seconds: float, **fields) -> None:
+        dataset, attribute = task.split(":")
+        path = tmp_path / "paper" / f"04_learned_classifiers__{dataset}__{attribute}__seed0.json.done"
+        path.parent.mkdir(exist_ok=True)
+        values = {"device": "cuda", "parameters": {"figure8": False}, "finished": "2026-11-22T20:00:00Z"}
+        path.write_text(json.dumps({**values, "seconds": seconds, **fields}))
+
+    h100 = Hardware("cuda", "NVIDIA H100 80GB HBM3")
+
+    def estimate(run: sweep.Run, hardware: Hardware = h100) -> sweep_estimate.Estimate:
+        return sweep_estimate.estimate_run(run, hardware, sweep_estimate.read_timings([tmp_path], "paper"))
+
+    smiling = planned("celeba:Smiling", figure8=False)
+    first = estimate(smiling)
+    assert (first.seconds, first.level) == (360, "model")
+    assert "chapter 4 on one H100 without Figure 8: 6 min 0 s on Male" in first.basis
+    assert estimate(planned("celeba:Smiling")).seconds == 360 + 3600  # with Figure 8's sweeps
+    assert estimate(planned("mnist:0_vs_6", figure8=False, n_attack=200)).basis.endswith(
+        "not modelled: n_attack=200"
+    )
+    assert estimate(smiling, Hardware("cpu")).seconds == 61200
+
+    stamp("celeba:Male", 100, device_type="cpu")  # another device type: not counted
+    stamp("celeba:Bangs", 300, parameters={})  # other --param values: not counted
+    assert estimate(smiling).level == "model"
+    stamp("celeba:Male", 200, device_type="cuda", gpu="NVIDIA A100")
+    stamp("celeba:Bangs", 300)  # an older stamp: "cuda" named, no GPU
+    chapter = estimate(smiling)
+    assert (chapter.seconds, chapter.level) == (250, "this chapter and dataset")
+    assert "median of 2 runs, 200-300 s (these results, NVIDIA A100, cuda)" in chapter.basis
+    stamp("celeba:Eyeglasses", 400, device_type="cuda", gpu="NVIDIA H100 80GB HBM3")
+    assert estimate(smiling).seconds == 400  # the same GPU's timings, where there are any
+    assert estimate(smiling, Hardware("cuda")).seconds == 300  # no GPU named: all of them
+    stamp("celeba:Smiling", 123, device_type="cuda", gpu="NVIDIA H100 80GB HBM3", resumed=True)
+    own = estimate(smiling)
+    assert (own.seconds, own.level) == (123, "this run")
+    assert "resumed from checkpoints: its last sitting only, a lower bound" in own.basis
+
+
+def test_older_stamps_are_completed_from_the_manifest(tmp_path):
+    """The committed stamps predate ``device_type``: the manifest tells the GPU, and a killed command's
+    sitting is added to the run it was stopped in."""
+    timings = sweep_estimate.read_timings([manifest.default_paper_results_dir()], "paper")
+    by_run = {(t.chapter, t.task): t for t in timings}
+    male4 = by_run[("04_learned_classifiers", "celeba:Male")]
+    assert male4.hardware == Hardware("cuda", "NVIDIA H100 80GB HBM3") and male4.seconds == 352.07
+    assert male4.parameters == '{"figure8": false}'
+    # 05 on Male: 251.7 s resumed, after 467.4 s of "--chapters 04 05" stopped once 04 (352.07 s) was done
+    male5 = by_run[("05_real_data", "celeba:Male")]
+    assert male5.seconds == pytest.approx(251.736 + 467.4 - 352.07)
+    assert by_run[("03_bayes_robustness", "mnist:0_vs_6")].hardware == Hardware("cpu")
+
+    # An older stamp of device "auto": the manifest entry that wrote its result says what it ran on.
+    folder = tmp_path / "results"
+    (folder / "quick").mkdir(parents=True)
+    name = "03_bayes_robustness__mnist__0_vs_6__seed0.json"
+    (folder / "quick" / f"{name}.done").write_text(
+        json.dumps({"device": "auto", "seconds": 20, "finished": "2026-12-01T10:00:30Z"})
+    )
+    entry = {
+        "command": "python -m nbhelpers sweep --chapters 03",
+        "exit_status": 0,
+        "started": "2026-12-01T10:00:00+00:00",
+        "finished": "2026-12-01T10:00:31+00:00",
+        "wall_seconds": 31,
+        "results": [f"quick/{name}"],
+        "hardware": {"gpus": ["NVIDIA L4"]},
+    }
+    # the command before it was stopped (SIGTERM) while it ran the same run, 50 s in
+    stopped = {**entry, "command": "python -m nbhelpers sweep --tasks mnist:0_vs_6", "exit_status": -15}
+    stopped.update(started="2026-12-01T09:58:00+00:00", finished="2026-12-01T09:58:50+00:00", results=[])
+    stopped["wall_seconds"] = 50
+    (folder / "manifest.json").write_text(json.dumps({"runs": [stopped, entry]}))
+    (timing,) = sweep_estimate.read_timings([folder], "quick")
+    assert timing.hardware == Hardware("cuda", "NVIDIA L4")
+    assert "'auto' read as cuda from the manifest" in timing.notes
+    assert timing.seconds == 20 + 50 and "+50 s of a stopped earlier sitting per the manifest" in timing.notes
+    stamp = json.loads((folder / "quick" / f"{name}.done").read_text())
+    (folder / "quick" / f"{name}.done").write_text(json.dumps({**stamp, "resumed": False}))
+    assert sweep_estimate.read_timings([folder], "quick")[0].seconds == 20  # a new stamp: it did not resume
+    (folder / "quick" / f"{name}.done").write_text(json.dumps(stamp))
+    (folder / "manifest.json").unlink()
+    assert sweep_estimate.read_timings([folder], "quick")[0].hardware is None  # cannot be told: not used
+
+
+def test_the_simulated_pool_starts_runs_in_order_while_they_fit():
+    runs = [
+        (sweep.Run("90_probe", "celeba", f"A{i}", "quick", 0, "cpu", Path("x"), Path("o"), Path("r")), e)
+        for i, e in enumerate(
+            [
+                sweep_estimate.Estimate(100, "", "model"),
+                sweep_estimate.Estimate(300, "", "model"),
+                sweep_estimate.Estimate(50, "", "model"),
+                sweep_estimate.Estimate(200, "", "model"),
+                sweep_estimate.Estimate(None, "", "none"),
+                sweep_estimate.Estimate(20, "", "model"),
+            ]
+        )
+    ]
+    # Two workers: A0 0-100 and A1 0-300; A2 100-150; A3 would end at 350 > 320: left; A4 has no
+    # estimate: left; A5 150-170.
+    schedule = sweep_estimate.simulate(runs, workers=2, budget=320)
+    assert [s.start for s in schedule.slots] == [0, 0, 100, None, None, 150]
+    assert (
+        schedule.slots[3].why_left == "needs about 200 s (3 min 20 s), 170 s (2 min 50 s) of the budget left"
+    )
+    assert schedule.slots[4].why_left.startswith("no estimate: run it once without --time-budget")
+    assert (schedule.work, schedule.end) == (470, 300)
+    unlimited = sweep_estimate.simulate(runs, workers=1)
+    assert unlimited.end == 670 and [s.run.attribute for s in unlimited.left] == ["A4"]
+    assert sweep_estimate.simulate(runs, workers=1, budget=320, offset=250).started[0].run.attribute == "A2"
+
+
+def test_a_run_starts_only_while_its_estimate_fits_the_time_left(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(sweep_estimate.time, "monotonic", lambda: now[0])
+    run = sweep.Run("90_probe", "celeba", "Smiling", "quick", 0, "cpu", Path("x"), Path("o"), Path("r"))
+    budget = sweep_estimate.TimeBudget(600, {run.name: 100}, started=1000.0)
+    assert budget.admit(run) and not budget.left
+    now[0] = 1000.0 + 501  # 99 s left
+    assert not budget.admit(run)
+    assert budget.left == [(run, "needs about 100 s, 99 s of the budget left")]
+    other = sweep.Run("90_probe", "celeba", "Slow", "quick", 0, "cpu", Path("x"), Path("o"), Path("r"))
+    assert not budget.admit(other) and budget.left[-1][1].startswith("no estimate of its time: run it once")
+
+
+def test_time_budget_starts_what_fits_and_the_same_command_resumes_the_rest(timed, capsys):
+    _set_seconds(Path(f"{result_file(timed, 'mnist', '0_vs_6', seed=2)}.done"), 100_000)
+    argv = options(
+        timed, "--tasks", "mnist:0_vs_6", "celeba:Smiling", "--seeds", "2", "3", "--time-budget", "600"
+    )
+    assert sweep.main(argv, tasks_for=probe_tasks) == 0
+    out = capsys.readouterr().out
+    assert "time budget 600 s: 1 run expected to start, 10 s of run time on 1 worker" in out
+    assert "left: 90_probe mnist:0_vs_6 seed 3: needs about 100000 s (27 h 46 min)" in out
+    assert "1 finished, 2 up to date, 0 failed, 1 left for later (--time-budget)" in out
+    assert "LEFT 90_probe__mnist__0_vs_6__quick__seed3: needs about 100000 s (27 h 46 min)" in out
+    assert "run the same command again to do the runs left" in out
+    assert result_file(timed, "celeba", "Smiling", seed=3).exists()
+    assert not result_file(timed, "mnist", "0_vs_6", seed=3).exists()
+    stamp = json.loads(Path(f"{result_file(timed, 'celeba', 'Smiling', seed=3)}.done").read_text())
+    assert stamp["device_type"] == "cpu" and stamp["seconds"] > 0
+
+    _set_seconds(Path(f"{result_file(timed, 'mnist', '0_vs_6', seed=2)}.done"), 5)
+    assert sweep.main(argv, tasks_for=probe_tasks) == 0
+    assert "1 finished, 3 up to date, 0 failed" in capsys.readouterr().out
+    assert result_file(timed, "mnist", "0_vs_6", seed=3).exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--time-budget", "ten"], "--time-budget 'ten' is not a number of seconds: give the seconds"),
+        (["--time-budget", "0"], "--time-budget '0' must be a positive number of seconds"),
+        (["--time-budget", "-60"], "--time-budget '-60' must be a positive number of seconds"),
+        (["--time-budget", "nan", "--plan"], "--time-budget 'nan' must be a positive number of seconds"),
+        (["--plan", "--chapters", "07"], "unknown chapter '07': valid chapters are 90_probe"),
+        (
+            ["--plan", "--tasks", "celeba:Nope"],
+            "unknown task 'celeba:Nope' for chapters 90_probe: valid tasks",
+        ),
+        (
+            ["--time-budget", "60", "--scheduler", "tcp://127.0.0.1:8786"],
+            "--time-budget is for local workers: a Dask cluster is given every run at once",
+        ),
+        (
+            [
+                "--tasks",
+                "celeba:Smiling",
+                "--seeds",
+                "3",
+                "--plan",
+                "--device",
+                "cuda",
+                "--time-budget",
+                "60",
+            ],
+            "--time-budget 60: none of the 1 run to do has an estimate (90_probe__celeba__Smiling__quick",
+        ),
+    ],
+)
+def test_bad_budget_or_plan_input_is_refused(timed, capsys, extra, message):
+    assert sweep.main(options(timed, *extra), tasks_for=probe_tasks) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nbhelpers sweep: error: ") and message in err, err
+
+
+def test_a_budget_too_small_for_every_run_names_the_smallest(timed, capsys):
+    argv = options(timed, "--tasks", "mnist:0_vs_6", "celeba:Smiling", "--seeds", "3", "--time-budget", "5")
+    for plan in ([], ["--plan"]):
+        assert sweep.main([*argv, *plan], tasks_for=probe_tasks) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert (
+            "--time-budget 5 is too small for any of the 2 runs to do: the smallest, 90_probe celeba:Smiling "
+            "seed 3, is estimated at 10 s"
+        ) in err, err
+        assert "give a budget of at least" in err and "or run without --time-budget" in err
+    assert not result_file(timed, "celeba", "Smiling", seed=3).exists()
+
+
+def _window(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_window.sh"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_gpu_window_script_runs_the_next_chunk_into_one_folder(timed, tmp_path):
+    """scripts/gpu_window.sh on CPU at small sizes: the quick profile, the probe chapter, the bundled sample's
+    faces as a JPEG copy to unpack, no wheels; OUT starts from earlier results whose stamps time the runs."""
+    celeba_jpeg = load_script("celeba_jpeg")
+    data = tmp_path / "data"
+    data.mkdir()
+    sample = ROOT / "nbhelpers" / "sample_data"
+    celeba_jpeg.pack(sample / "celeba64.npz", data / "celeba64_jpeg.npz")
+    shutil.copy(sample / "mnist.npz", data / "mnist.npz")
+    # The earlier results: mnist seed 2 took 3 s, Smiling seed 2 27 h (and so would Male, by the chapter).
+    start = timed.parent / "results"
+    _set_seconds(Path(f"{result_file(timed, 'mnist', '0_vs_6', seed=2)}.done"), 3)
+    _set_seconds(Path(f"{result_file(timed, 'celeba', 'Smiling', seed=2)}.done"), 100_000)
+    smiling_before = result_file(timed, "celeba", "Smiling", seed=2).read_bytes()
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {k: v for k, v in os.environ.items() if k not in ("NBHELPERS_DATA_DIR", "NBHELPERS_RESULTS_DIR")}
+    env.update(
+        PYTHON=sys.executable,
+        GPU_WINDOW_PROFILE="quick",
+        GPU_WINDOW_DEVICE="cpu",
+        GPU_WINDOW_MARGIN="5",
+        GPU_WINDOW_WORK=str(work),
+        GPU_WINDOW_FROM=str(start),
+    )
+    sweep_options = ["--chapters", "90", "--tasks", "mnist:0_vs_6", "celeba:Smiling", "celeba:Male"]
+    sweep_options += ["--seeds", "2", "--book-dir", str(timed)]
+
+    bad = _window([str(out), str(data), "-", "ten minutes", *sweep_options], env, tmp_path)
+    assert bad.returncode == 2 and "BUDGET 'ten minutes' is not a positive whole number" in bad.stderr
+    assert not out.exists()
+    bad = _window([str(out), str(data), "-", "600", "--device", "cuda"], env, tmp_path)
+    assert (
+        bad.returncode == 2
+        and "--device is set by this script: use GPU_WINDOW_PROFILE, GPU_WINDOW_DEVICE" in (bad.stderr)
+    )
+
+    done = _window([str(out), str(data), "-", "900", *sweep_options], env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = " ".join(done.stdout.split())
+    assert "== unpacking the faces of" in log and f"== data: {work / 'celeba_jpeg94'}" in log
+    assert "== plan:" in log and "plan: 3 of 3 runs to do (0 up to date, not listed)" in log
+    assert "1 finished, 0 up to date, 0 failed, 2 left for later (--time-budget)" in log
+    assert "LEFT 90_probe__celeba__Smiling__quick__seed2: needs about 100000 s (27 h 46 min)" in log
+    assert "LEFT 90_probe__celeba__Male__quick__seed2: needs about 100000 s (27 h 46 min)" in log
+
+    results_dir = out / "quick"
+    mnist = results_dir / "90_probe__mnist__0_vs_6__seed2.json"
+    stamp = json.loads(Path(f"{mnist}.done").read_text())
+    faces = (work / "celeba_jpeg94" / "celeba64.npz").stat().st_size
+    assert stamp["data"] == (
+        f"data folder celeba_jpeg94: celeba64.npz ({faces} bytes), "
+        f"mnist.npz ({(sample / 'mnist.npz').stat().st_size} bytes)"
+    )
+    assert (stamp["device"], stamp["device_type"], stamp["gpu"]) == ("cpu", "cpu", None)
+    assert (work / "celeba_jpeg94" / "mnist.npz").is_symlink()
+    # The run left keeps the result it started from; the one never made is still missing.
+    assert (results_dir / "90_probe__celeba__Smiling__seed2.json").read_bytes() == smiling_before
+    assert not (results_dir / "90_probe__celeba__Male__seed2.json").exists()
+    (entry,) = manifest.read_manifest(out)["runs"]
+    assert entry["results"] == ["quick/90_probe__mnist__0_vs_6__seed2.json"] and entry["exit_status"] == 0
+    assert "sweep --profile quick" in entry["command"] and "--time-budget" in entry["command"]
+    assert (out / "sweeps" / "quick" / "90_probe__mnist__0_vs_6__quick__seed2.ipynb").exists()
+
+    spent = _window([str(out), str(data), "-", "1", *sweep_options], env, tmp_path)
+    assert spent.returncode == 2 and "BUDGET 1 s is spent" in spent.stderr
+    assert len(manifest.read_manifest(out)["runs"]) == 1  # nothing ran, nothing recorded

@@ -182,7 +182,7 @@ def make_asymmetric(
     Class 0's outlier sits on the minus side, class 1's on the plus side.
     """
     if not (math.isfinite(step) and step > 0):
-        raise ValueError(f"outlier step (outlier_step) must be a finite number > 0, got {step!r}")
+        raise ValueError(f"outlier_step must be positive and finite (the outliers' step), got {step!r}")
     direction = np.asarray(direction, dtype=np.float64)
     direction = direction / np.linalg.norm(direction)
     return (

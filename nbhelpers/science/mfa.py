@@ -35,7 +35,6 @@ chunked over samples so that one [chunk, d] temporary stays under ``CHUNK_BYTES`
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -48,7 +47,6 @@ import torch
 from torch import Tensor
 
 from nbhelpers.core.device import resolve_device
-from nbhelpers.core.io import atomic_path
 from nbhelpers.core.progress import finish_early, tqdm
 
 __all__ = ["MFA", "DensityTerms", "VALID_INITS", "CHUNK_BYTES", "CPU_CHUNK_BYTES"]
@@ -61,8 +59,6 @@ CPU_CHUNK_BYTES = 16 * 2**20
 LOG_2PI = math.log(2 * math.pi)
 WORK_DTYPE = torch.float64  # the expanded quadratic forms cancel digits: never evaluate them in float32
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_FILE_FORMAT = "nbhelpers.science.mfa"
-_FILE_VERSION = "1"
 
 ArrayLike = Tensor | np.ndarray
 DataLike = ArrayLike | Callable[[], Iterable[ArrayLike]] | Sequence[ArrayLike]
@@ -664,27 +660,12 @@ class MFA(torch.nn.Module):
             )
         self._set(*new)
 
-    # ------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------ persistence (``mfa_files``)
     def save(self, path: str | os.PathLike) -> Path:
         """Write the model to a safetensors file (config and ``history_`` in its metadata), atomically."""
-        from safetensors.torch import save_file
+        from nbhelpers.science.mfa_files import save_mfa
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {name: value.detach().contiguous().cpu() for name, value in self.named_buffers()}
-        metadata = {
-            "format": _FILE_FORMAT,
-            "version": _FILE_VERSION,
-            "n_components": str(self.K),
-            "dim": str(self.d),
-            "latent_dim": str(self.l),
-            "isotropic": json.dumps(self.isotropic),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "history": json.dumps(self.history_),
-        }
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-        return path
+        return save_mfa(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: torch.device | str = "cpu") -> MFA:
@@ -694,116 +675,6 @@ class MFA(torch.nn.Module):
         normalised mixing weights, positive noise variances); a file that fails raises ``ValueError`` naming
         it and what is wrong.
         """
-        from safetensors import SafetensorError, safe_open
+        from nbhelpers.science.mfa_files import load_mfa
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no MFA file at {path}")
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                metadata = handle.metadata() or {}
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
-        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            size = path.stat().st_size
-            raise ValueError(
-                f"cannot read the MFA file {path} ({size} bytes): it is empty, truncated or not a "
-                f"safetensors file ({type(err).__name__}: {err}); save the model again with MFA.save"
-            ) from None
-        if metadata.get("format") != _FILE_FORMAT:
-            found = metadata.get("format")
-            raise ValueError(f"{path} was not written by MFA.save (metadata format={found!r})")
-        config = _read_metadata(path, metadata)
-        device = resolve_device(map_location)
-        try:
-            model = cls(
-                config["n_components"],
-                config["dim"],
-                config["latent_dim"],
-                isotropic=config["isotropic"],
-                dtype=config["dtype"],
-                device=device,
-            )
-        except ValueError as err:
-            raise ValueError(
-                f"{path}: its metadata describe no valid MFA ({err}): save the model again"
-            ) from None
-        _check_parameters(path, tensors, model)
-        model.load_state_dict(tensors)
-        model.history_ = config["history"]
-        return model
-
-
-def _read_metadata(path: Path, metadata: dict[str, str]) -> dict[str, object]:
-    """The configuration an MFA file's metadata hold, checked; raises ``ValueError`` naming ``path``."""
-
-    def fail(problem: str) -> ValueError:
-        return ValueError(f"{path}: bad MFA metadata, {problem}; save the model again with MFA.save")
-
-    missing = [k for k in ("n_components", "dim", "latent_dim", "isotropic", "dtype") if k not in metadata]
-    if missing:
-        raise fail(f"{', '.join(missing)} missing")
-    config: dict[str, object] = {}
-    for key in ("n_components", "dim", "latent_dim"):
-        try:
-            config[key] = int(metadata[key])
-        except ValueError:
-            raise fail(f"{key}={metadata[key]!r} is not an integer") from None
-    if metadata["dtype"] not in _DTYPES:
-        raise fail(f"dtype={metadata['dtype']!r} is not one of {', '.join(_DTYPES)}")
-    config["dtype"] = metadata["dtype"]
-    for key, default in (("isotropic", None), ("history", "[]")):
-        text = metadata.get(key, default)
-        try:
-            config[key] = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise fail(f"{key}={text!r} is not valid JSON ({err})") from None
-    if not isinstance(config["isotropic"], bool):
-        raise fail(f"isotropic={metadata['isotropic']!r} is not true or false")
-    history = config["history"]
-    if not isinstance(history, list) or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in history
-    ):
-        raise fail(f"history={metadata.get('history')!r} is not a list of numbers")
-    return config
-
-
-def _check_parameters(path: Path, tensors: dict[str, Tensor], model: MFA) -> None:
-    """Refuse loaded parameters that do not make the MFA ``model``'s metadata describe; names ``path``."""
-    K, d, l = model.K, model.d, model.l  # noqa: E741
-    shapes = {"log_pi": (K,), "mu": (K, d), "A": (K, d, l), "log_D": (K, d)}
-    if set(tensors) != set(shapes):
-        raise ValueError(
-            f"{path} holds the tensors {', '.join(sorted(tensors)) or 'none'}; an MFA file holds "
-            f"{', '.join(sorted(shapes))}: save the model again with MFA.save"
-        )
-    for name, shape in shapes.items():
-        value = tensors[name]
-        if tuple(value.shape) != shape:
-            raise ValueError(
-                f"{path}: {name} has shape {list(value.shape)} but the metadata (n_components={K}, dim={d}, "
-                f"latent_dim={l}) need {list(shape)}; save the model again with MFA.save"
-            )
-        if not value.is_floating_point():
-            raise ValueError(f"{path}: {name} holds {value.dtype} values, not floating-point numbers")
-    bad = [name for name, value in tensors.items() if not torch.isfinite(value).all()]
-    if bad:
-        raise ValueError(
-            f"{path} holds NaN or inf values in {', '.join(sorted(bad))}: refit or re-save the model"
-        )
-    total = float(torch.logsumexp(tensors["log_pi"].double(), 0).exp())
-    if abs(total - 1.0) > 1e-4:
-        raise ValueError(
-            f"{path}: the mixing weights exp(log_pi) sum to {total:.6g}, not 1; the file was edited or "
-            "damaged: refit or re-save the model"
-        )
-    variances = tensors["log_D"].to(model.dtype).exp()
-    if not (variances > 0).all():
-        raise ValueError(
-            f"{path}: noise variances exp(log_D) must be positive, but some underflow to 0 "
-            f"(log_D down to {float(tensors['log_D'].min()):.4g}): refit or re-save the model"
-        )
-    if model.isotropic and not torch.allclose(tensors["log_D"], tensors["log_D"][:, :1].expand(K, d)):
-        raise ValueError(
-            f"{path}: the metadata say isotropic, but the noise variances log_D differ within a component: "
-            "refit or re-save the model"
-        )
+        return load_mfa(path, map_location, cls)

@@ -24,13 +24,22 @@ A run executes its notebook with papermill (a Jupyter kernel) or, with ``--engin
 without Jupyter, with :mod:`nbhelpers.runs.notebook_runner` in a child Python process; both leave the same
 files.
 
+Each stamp also records the run's ``seconds`` and what it ran on (``device_type``, ``gpu``), from which
+``--plan`` estimates the time of the runs still to do and ``--time-budget SECONDS`` starts only the runs
+expected to end within a budget (a GPU window: ``scripts/gpu_window.sh``); the same command later does the
+rest.
+
 The modules: ``plan`` (chapters, tasks, runs, staleness inputs), ``execute`` (one run: lock, check,
-execution), ``executors`` (local pool or Dask; ``sweep``), ``cli`` (the command line).
+execution), ``executors`` (local pool or Dask; ``sweep``), ``hardware`` (device type and GPU name),
+``estimate`` (run times from stamps or a stated model, the pool simulated against a budget), ``cli`` (the
+command line).
 """
 
 from nbhelpers.runs.sweep.cli import HELP, add_arguments, main, run
+from nbhelpers.runs.sweep.estimate import MODEL, Estimate, TimeBudget, estimate_run, read_timings, simulate
 from nbhelpers.runs.sweep.execute import execute_run, stale_reason
 from nbhelpers.runs.sweep.executors import local_worker_envs, sweep
+from nbhelpers.runs.sweep.hardware import Hardware
 from nbhelpers.runs.sweep.plan import (
     Plan,
     Run,
@@ -46,21 +55,28 @@ from nbhelpers.runs.sweep.plan import (
 
 __all__ = [
     "HELP",
+    "MODEL",
+    "Estimate",
+    "Hardware",
     "Plan",
     "Run",
     "RunOutcome",
     "SweepError",
     "SweepReport",
+    "TimeBudget",
     "absolute_folder_environment",
     "add_arguments",
     "chapter_tasks",
     "data_source",
+    "estimate_run",
     "execute_run",
     "local_worker_envs",
     "main",
     "parse_params",
     "plan_sweep",
+    "read_timings",
     "run",
+    "simulate",
     "stale_reason",
     "sweep",
 ]

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 from collections.abc import Sequence
 
 from nbhelpers.core.versions import code_version
 from nbhelpers.runs.notebook_runner import NotebookError
+from nbhelpers.runs.sweep.estimate import (
+    Estimate,
+    Schedule,
+    TimeBudget,
+    duration,
+    estimate_run,
+    parse_budget,
+    read_timings,
+    simulate,
+    timing_folders,
+)
 from nbhelpers.runs.sweep.execute import stale_reason
-from nbhelpers.runs.sweep.executors import sweep
+from nbhelpers.runs.sweep.executors import local_worker_envs, sweep
+from nbhelpers.runs.sweep.hardware import Hardware, gpu_names, planned_hardware, worker_hardware
 from nbhelpers.runs.sweep.plan import (
     ENGINES,
     SCHEDULER_FORM,
     Plan,
+    Run,
     SweepError,
     TasksFor,
     absolute_folder_environment,
@@ -31,8 +46,9 @@ EPILOG = (
     "Each run leaves OUT/CHAPTER__DATASET__ATTRIBUTE__PROFILE__seedSEED.ipynb with .stdout.log and "
     ".stderr.log beside it, and its result in RESULTS/PROFILE/. Finished runs are stamped and skipped until "
     "the code, the notebook or a --param value changes: after a failure or a kill, run the same command "
-    "again. "
-    "Exit status: 0 all ran, 1 a run failed, 2 bad input."
+    "again. --plan lists the runs to do with their estimated time; --time-budget starts only the runs "
+    "expected to end within it (the same command later does the rest). "
+    "Exit status: 0 all ran (or were left for later under --time-budget), 1 a run failed, 2 bad input."
 )
 
 
@@ -103,6 +119,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--book-dir", metavar="DIR", help="folder of the chapter notebooks (default: book/)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and whether each is up to date")
     parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="list the runs still to do (missing or stale) with each one's estimated seconds on --device and "
+        "its basis (earlier runs' stamps, else a stated model), the total and the wall time with --jobs; "
+        "runs nothing, needs no GPU",
+    )
+    parser.add_argument(
+        "--time-budget",
+        metavar="SECONDS",
+        help="start only the runs expected to end within SECONDS of the command's start (local workers, in "
+        "their order), and no run whose estimate no longer fits the time left; the same command later does "
+        "the runs left",
+    )
+    parser.add_argument(
         "--keep-finished",
         action="store_true",
         help="count every finished run as up to date even if the code, notebook or --param values changed "
@@ -131,10 +161,155 @@ def _print_plan(plan: Plan, dry_run: bool) -> None:
             print(f"  {run.chapter}  {run.dataset}:{run.attribute}  seed {run.seed}  {status}")
 
 
+def _planned_workers(hardware: Hardware, jobs: int | None, runs_per_gpu: int) -> tuple[int, str]:
+    """How many local workers a sweep would have (``local_worker_envs``) without resolving the device: on
+    CUDA one per GPU of this machine, or one GPU assumed where it has none; and a note saying so."""
+    if jobs is not None and jobs < 1:
+        raise SweepError(f"--jobs must be at least 1, got {jobs}")
+    if hardware.device_type != "cuda":
+        return jobs or 1, ""
+    gpus = len(gpu_names())
+    slots = max(1, gpus) * runs_per_gpu
+    note = "" if gpus else " (no GPU here: one assumed)"
+    return min(jobs or slots, slots), note
+
+
+def _to_do(plan: Plan) -> tuple[list[tuple[Run, str]], int]:
+    """The runs the sweep would execute, with why each must run; and how many are up to date."""
+    current = code_version()
+    reasons = [(run, stale_reason(run, current, plan.keep_finished)) for run in plan.runs]
+    todo = [(run, reason) for run, reason in reasons if reason is not None]
+    return todo, len(plan.runs) - len(todo)
+
+
+def _estimates(plan: Plan, todo: list[tuple[Run, str]], hardware: Hardware) -> list[tuple[Run, Estimate]]:
+    if not todo:
+        return []
+    first = plan.runs[0]
+    timings = read_timings(timing_folders(first.results_dir), first.profile)
+    return [(run, estimate_run(run, hardware, timings)) for run, _ in todo]
+
+
+def _check_fits(schedule: Schedule, budget: float) -> None:
+    """Refuse a budget in which no run to do fits, naming the smallest run and its estimate."""
+    if schedule.started or not schedule.slots:
+        return
+    known = [slot for slot in schedule.slots if slot.estimate.seconds is not None]
+    runs = f"{len(schedule.slots)} run{'s' if len(schedule.slots) != 1 else ''} to do"
+    if not known:
+        first = schedule.slots[0]
+        raise SweepError(
+            f"--time-budget {budget:g}: none of the {runs} has an estimate ({first.run.name}: "
+            f"{first.estimate.basis})"
+        )
+    smallest = min(known, key=lambda slot: slot.estimate.seconds or 0.0)
+    seconds = smallest.estimate.seconds or 0.0
+    spent = schedule.offset
+    after = (
+        f" and {max(0.0, budget - spent):.0f} s of the budget are left after planning" if spent >= 1 else ""
+    )
+    raise SweepError(
+        f"--time-budget {budget:g} is too small for any of the {runs}: the smallest, {smallest.run.chapter} "
+        f"{smallest.run.dataset}:{smallest.run.attribute} seed {smallest.run.seed}, is estimated at "
+        f"{seconds:.0f} s{after} ({smallest.estimate.basis}); give a budget of at least "
+        f"{math.ceil(seconds + schedule.offset)} s, or run without --time-budget"
+    )
+
+
+def _print_estimates(
+    plan: Plan,
+    todo: list[tuple[Run, str]],
+    up_to_date: int,
+    schedule: Schedule,
+    hardware: Hardware,
+    worker_note: str,
+) -> None:
+    """``--plan``: the runs to do, each with its estimate and basis; the total and the wall time."""
+    first = plan.runs[0]
+    workers = f"{schedule.workers} worker{'s' if schedule.workers != 1 else ''}{worker_note}"
+    print(f"plan: {len(todo)} of {len(plan.runs)} runs to do ({up_to_date} up to date, not listed)")
+    planned = f"planned for {hardware.describe()}"
+    if hardware.device_type == "cuda" and not hardware.gpu:
+        planned = "planned for cuda; no GPU here, so timings of any GPU count"
+    print(f"  profile {first.profile}, device {plan.device} ({planned}), {workers}")
+    chapter_params = {run.chapter: run.extra_parameters() for run in plan.runs if run.extra}
+    for chapter, params in chapter_params.items():
+        print(f"  parameters of {chapter}: {', '.join(f'{k}={v!r}' for k, v in params.items())}")
+    print(f"  results: {first.result_path.parent}")
+    for note in plan.left_out:
+        print(f"  left out: {note}")
+    if not todo:
+        print("nothing to do")
+        return
+    why = dict((run.name, reason.split(" (")[0]) for run, reason in todo)
+    rows = [
+        (
+            ("start" if slot.start is not None else "left") if schedule.budget is not None else "",
+            slot.run.chapter,
+            f"{slot.run.dataset}:{slot.run.attribute}",
+            str(slot.run.seed),
+            why[slot.run.name],
+            "?" if slot.estimate.seconds is None else f"{slot.estimate.seconds:.0f} s",
+            slot.estimate.basis,
+        )
+        for slot in schedule.slots
+    ]
+    header = ("", "chapter", "task", "seed", "why", "estimate", "basis")
+    if schedule.budget is None:
+        rows, header = [row[1:] for row in rows], header[1:]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [
+            cell.rjust(width) if name == "estimate" else cell.ljust(width)
+            for name, cell, width in zip(header[:-1], row[:-1], widths, strict=True)
+        ]
+        return "  " + "  ".join([*cells, row[-1]])
+
+    print(line(header))
+    for row in rows:
+        print(line(row))
+    known = [slot.estimate.seconds for slot in schedule.slots if slot.estimate.seconds is not None]
+    unknown = len(schedule.slots) - len(known)
+    total = f"total: {duration(sum(known))} of run time"
+    if unknown:
+        total += f", not counting {unknown} run{'s' if unknown != 1 else ''} without an estimate"
+    if schedule.budget is None:
+        wall = simulate([(s.run, s.estimate) for s in schedule.slots], schedule.workers).end
+        print(f"{total}; wall time with {workers}: about {duration(wall)}")
+        return
+    print(total)
+    _print_budget(schedule, reasons=False)
+
+
+def _print_budget(schedule: Schedule, reasons: bool = True) -> None:
+    """What a budget lets start; ``reasons``: also each run left and why (the plan's table marks them)."""
+    started, left = schedule.started, schedule.left
+    runs = f"{len(started)} run{'s' if len(started) != 1 else ''}"
+    workers = f"{schedule.workers} worker{'s' if schedule.workers != 1 else ''}"
+    print(
+        f"time budget {schedule.budget:g} s: {runs} expected to start, {duration(schedule.work)} of run time "
+        f"on {workers}, ending at about {duration(schedule.end)}; {len(left)} left"
+    )
+    for slot in left if reasons else []:
+        run = slot.run
+        print(f"  left: {run.chapter} {run.dataset}:{run.attribute} seed {run.seed}: {slot.why_left}")
+    if any(slot.estimate.seconds is not None for slot in left):
+        print("  the same command, run again, resumes them (finished runs are kept)")
+
+
 def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
     """Carry out parsed ``sweep`` arguments; the exit status: 0 ok, 1 a run failed, 2 bad input."""
+    began = time.monotonic()  # a --time-budget counts from here
     try:
         absolute_folder_environment()
+        budget = parse_budget(getattr(args, "time_budget", None))
+        planning = getattr(args, "plan", False)
+        if budget is not None and args.scheduler is not None:
+            raise SweepError(
+                "--time-budget is for local workers: a Dask cluster is given every run at once; "
+                "drop --scheduler or --time-budget"
+            )
         params = parse_params(getattr(args, "param", None))
         plan = plan_sweep(
             args.chapters,
@@ -149,11 +324,33 @@ def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
             params=params,
             engine=args.engine,
             keep_finished=args.keep_finished,
-            check_folders=not args.dry_run,
+            check_folders=not (args.dry_run or planning),
         )
+        if planning:
+            hardware = planned_hardware(plan.device)
+            workers, note = _planned_workers(hardware, args.jobs, args.runs_per_gpu)
+            todo, up_to_date = _to_do(plan)
+            offset = time.monotonic() - began if budget is not None else 0.0
+            schedule = simulate(_estimates(plan, todo, hardware), workers, budget, offset)
+            if budget is not None:
+                _check_fits(schedule, budget)
+            _print_estimates(plan, todo, up_to_date, schedule, hardware, note)
+            return 0
         _print_plan(plan, args.dry_run)
         if args.dry_run:
             return 0
+        time_budget = None
+        if budget is not None:
+            envs = local_worker_envs(plan.device, args.jobs, args.runs_per_gpu)
+            hardware = worker_hardware(plan.device, envs)[0]
+            todo, _ = _to_do(plan)
+            estimates = _estimates(plan, todo, hardware)
+            schedule = simulate(estimates, len(envs), budget, time.monotonic() - began)
+            _check_fits(schedule, budget)
+            if todo:
+                _print_budget(schedule)
+            named = {run.name: estimate.seconds for run, estimate in estimates}
+            time_budget = TimeBudget(budget, named, started=began)
         report = sweep(
             plan,
             jobs=args.jobs,
@@ -161,6 +358,7 @@ def run(args: argparse.Namespace, tasks_for: TasksFor | None = None) -> int:
             connect_timeout=args.connect_timeout,
             progress=not args.no_progress,
             runs_per_gpu=args.runs_per_gpu,
+            time_budget=time_budget,
         )
     except (SweepError, NotebookError) as err:
         print(f"nbhelpers sweep: error: {err}", file=sys.stderr)

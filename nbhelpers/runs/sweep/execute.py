@@ -20,6 +20,7 @@ from nbhelpers.core.io import write_json_atomic
 from nbhelpers.core.progress import TEXT_PROGRESS_ENV
 from nbhelpers.core.versions import code_version, notebook_source_version
 from nbhelpers.runs import results
+from nbhelpers.runs.sweep.hardware import Hardware, planned_hardware
 from nbhelpers.runs.sweep.plan import Run, RunOutcome
 
 # ---------------------------------------------------------------------------------------------------------
@@ -222,12 +223,13 @@ def _run_lock(run: Run) -> Iterator[str | None]:
             pass
 
 
-def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
+def execute_run(run: Run, own_process: bool = False, hardware: Hardware | None = None) -> RunOutcome:
     """Execute one run with its engine; never raises for a failing notebook (the outcome says why).
 
     ``own_process``: this process runs nothing else meanwhile, so its output can go to the run's logs too.
     A run that another sweep is executing is left alone (a failed outcome that names that sweep), and one
-    that another sweep finished since this one was planned is kept as it is.
+    that another sweep finished since this one was planned is kept as it is. ``hardware``: what the run
+    executes on, for its stamp (default: what ``run.device`` is on this machine).
     """
     started = time.monotonic()
     with _run_lock(run) as holder:
@@ -240,17 +242,21 @@ def execute_run(run: Run, own_process: bool = False) -> RunOutcome:
         if stale_reason(run, code_version()) is None:
             message = "finished by another sweep since this one was planned; its result is kept"
             return RunOutcome(run, ok=True, seconds=time.monotonic() - started, message=message)
-        return _execute_locked(run, own_process, started)
+        return _execute_locked(run, own_process, started, hardware)
 
 
-def _execute_locked(run: Run, own_process: bool, started: float) -> RunOutcome:
+def _execute_locked(run: Run, own_process: bool, started: float, hardware: Hardware | None) -> RunOutcome:
     """:func:`execute_run` once this process holds the run's lock."""
+    checkpoints = results.run_checkpoints_dir(run.chapter, run.dataset, run.attribute, run.profile, run.seed)
+    # an earlier attempt's finished steps: this attempt's time is then its last sitting only
+    resumed = checkpoints.is_dir() and any(checkpoints.iterdir())
     run.out_dir.mkdir(parents=True, exist_ok=True)
     run.stamp_path.unlink(missing_ok=True)
     shutil.rmtree(run.staging_dir, ignore_errors=True)  # leftovers of a killed attempt
     for log in (run.stdout_log, run.stderr_log):
         log.write_text("")
     try:
+        hardware = hardware or planned_hardware(run.device)
         notebook_sha = _sha256(run.notebook)
         source_version = notebook_source_version(run.notebook)
         redirect = _process_output_to(run.stdout_log, run.stderr_log) if own_process else nullcontext()
@@ -308,15 +314,17 @@ def _execute_locked(run: Run, own_process: bool, started: float) -> RunOutcome:
             "result_sha256": _sha256(run.result_path),
             "executed_notebook": run.output_notebook.name,
             "device": run.device,
+            "device_type": hardware.device_type,  # what "device" resolved to, and the GPU: for estimates
+            "gpu": hardware.gpu,
             "parameters": run.extra_parameters(),
             "data": run.data,
             "seconds": round(seconds, 3),
+            "resumed": resumed,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
     _remove_staging(run)
     # The result is in place: the checkpoints the chapter kept (results.KEEP_CHECKPOINTS_ENV) can go.
-    checkpoints = results.run_checkpoints_dir(run.chapter, run.dataset, run.attribute, run.profile, run.seed)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return RunOutcome(run, ok=True, seconds=seconds)
 

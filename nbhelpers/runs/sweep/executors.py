@@ -19,7 +19,9 @@ from tqdm.auto import tqdm
 from nbhelpers.core.device import resolve_device
 from nbhelpers.core.versions import code_version
 from nbhelpers.runs.notebook_runner import exit_when_gone
+from nbhelpers.runs.sweep.estimate import TimeBudget
 from nbhelpers.runs.sweep.execute import _failure_message, execute_run, stale_reason
+from nbhelpers.runs.sweep.hardware import Hardware, worker_hardware
 from nbhelpers.runs.sweep.plan import (
     _SCHEDULER_RE,
     SCHEDULER_FORM,
@@ -101,8 +103,16 @@ def _worker(env: dict[str, str]) -> ProcessPoolExecutor:
     )
 
 
-def _run_local(runs: Sequence[Run], envs: Sequence[dict[str, str]]) -> Iterator[RunOutcome]:
-    """Run on ``len(envs)`` worker processes; yields outcomes as runs end."""
+def _run_local(
+    runs: Sequence[Run],
+    envs: Sequence[dict[str, str]],
+    hardware: Sequence[Hardware] | None = None,
+    budget: TimeBudget | None = None,
+) -> Iterator[RunOutcome]:
+    """Run on ``len(envs)`` worker processes; yields outcomes as runs end.
+
+    ``hardware``: each worker's, for the stamps. ``budget``: a run starts only if it fits the time left
+    (``TimeBudget.admit``); the others stay in ``budget.left``."""
     workers = [_worker(env) for env in envs]
     idle = list(range(len(workers)))[::-1]
     pending = deque(runs)
@@ -110,9 +120,15 @@ def _run_local(runs: Sequence[Run], envs: Sequence[dict[str, str]]) -> Iterator[
     try:
         while pending or running:
             while idle and pending:
-                slot, run = idle.pop(), pending.popleft()
-                future = workers[slot].submit(execute_run, run, own_process=True)
+                run = pending.popleft()
+                if budget is not None and not budget.admit(run):
+                    continue  # time only runs on: a run that does not fit now never will
+                slot = idle.pop()
+                hw = hardware[slot] if hardware else None
+                future = workers[slot].submit(execute_run, run, own_process=True, hardware=hw)
                 running[future] = (slot, run, time.monotonic())
+            if not running:
+                break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 slot, run, started = running.pop(future)
@@ -183,12 +199,14 @@ def sweep(
     connect_timeout: float = 10.0,
     progress: bool = True,
     runs_per_gpu: int = 1,
+    time_budget: TimeBudget | None = None,
 ) -> SweepReport:
     """Execute the runs of ``plan`` that are not up to date; failures are collected, not raised.
 
     Local by default (``jobs`` worker processes, at most ``runs_per_gpu`` per GPU, see
     :func:`local_worker_envs`), or on the Dask scheduler at ``scheduler`` (``jobs`` is then the cluster's
-    business; notebooks and results folders must be shared).
+    business; notebooks and results folders must be shared). ``time_budget`` (local only): start a run only
+    while its estimate fits the time left; the report lists the runs left.
     """
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs must be at least 1, got {jobs}")
@@ -196,6 +214,11 @@ def sweep(
     if scheduler is not None and runs_per_gpu != 1:
         raise SweepError(
             "--runs-per-gpu is for local workers: on a Dask cluster the workers' resources decide"
+        )
+    if scheduler is not None and time_budget is not None:
+        raise SweepError(
+            "--time-budget is for local workers: a Dask cluster is given every run at once; "
+            "drop --scheduler or --time-budget"
         )
     current_code = code_version()
     stale = [stale_reason(run, current_code, plan.keep_finished) is not None for run in plan.runs]
@@ -206,7 +229,8 @@ def sweep(
     if not todo:
         return SweepReport(finished, failed, skipped)
     if scheduler is None:
-        outcomes = _run_local(todo, local_worker_envs(plan.device, jobs, runs_per_gpu))
+        envs = local_worker_envs(plan.device, jobs, runs_per_gpu)
+        outcomes = _run_local(todo, envs, worker_hardware(plan.device, envs), time_budget)
         client = None
     else:
         client = connect_scheduler(scheduler, connect_timeout)
@@ -222,8 +246,12 @@ def sweep(
                     tqdm.write(f"done: {outcome.run.name} {how}", file=sys.stderr)
                 bar.set_postfix(failed=len(failed))
                 bar.update()
+                if time_budget is not None and time_budget.left:  # runs left never end: shrink the bar
+                    bar.total = len(todo) - len(time_budget.left)
+                    bar.refresh()
     finally:
         outcomes.close()
         if client is not None:
             client.close()
-    return SweepReport(finished, failed, skipped)
+    left = list(time_budget.left) if time_budget is not None else []
+    return SweepReport(finished, failed, skipped, left)

@@ -152,11 +152,13 @@ class Plan:
 
 @dataclass
 class SweepReport:
-    """What a sweep did: runs executed (finished or failed) and runs skipped as up to date."""
+    """What a sweep did: runs executed (finished or failed), runs skipped as up to date, and runs left for
+    later because they did not fit the time budget (with the reason)."""
 
     finished: list[RunOutcome]
     failed: list[RunOutcome]
     skipped: list[Run]
+    left: list[tuple[Run, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +166,8 @@ class SweepReport:
 
     def summary(self) -> str:
         lines = [f"{len(self.finished)} finished, {len(self.skipped)} up to date, {len(self.failed)} failed"]
+        if self.left:
+            lines[0] += f", {len(self.left)} left for later (--time-budget)"
         for outcome in self.failed:
             notebook = outcome.notebook if outcome.notebook.exists() else "none (the kernel never started)"
             lines += [
@@ -171,6 +175,10 @@ class SweepReport:
                 f"  notebook: {notebook}",
                 f"  logs:     {outcome.run.stdout_log}, {outcome.run.stderr_log}",
             ]
+        for run, reason in self.left:
+            lines.append(f"LEFT {run.name}: {reason}")
+        if self.left:
+            lines.append("run the same command again to do the runs left (finished runs are kept)")
         return "\n".join(lines)
 
 
