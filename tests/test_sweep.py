@@ -897,7 +897,7 @@ def test_command_line_lists_subcommands_and_sweep_options(book, book_tasks, caps
     )
     listed = " ".join(proc.stdout.split())  # argparse wraps long lines
     assert f"sweep {sweep.HELP}" in listed
-    assert list(SUBCOMMANDS) == ["sweep", "export-dataset", "checkpoints", "record"]
+    assert list(SUBCOMMANDS) == ["sweep", "export-dataset", "checkpoints", "record", "score"]
     for name, module in SUBCOMMANDS.items():
         assert f"{name} {importlib.import_module(module).HELP}" in listed
     with pytest.raises(SystemExit) as exit_info:

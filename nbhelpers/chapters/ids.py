@@ -31,7 +31,8 @@ BAYES = ChapterId("03_bayes_robustness")
 LEARNED = ChapterId("04_learned_classifiers")
 REAL = ChapterId("05_real_data")
 SUMMARY = ChapterId("06_summary")
-CHAPTERS: tuple[ChapterId, ...] = (THEORY, DATASETS, BAYES, LEARNED, REAL, SUMMARY)
+LEADERBOARD = ChapterId("07_leaderboard")
+CHAPTERS: tuple[ChapterId, ...] = (THEORY, DATASETS, BAYES, LEARNED, REAL, SUMMARY, LEADERBOARD)
 #: The chapters that write result files.
 RESULT_CHAPTERS: tuple[ChapterId, ...] = (BAYES, LEARNED, REAL)
 

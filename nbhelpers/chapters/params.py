@@ -289,6 +289,13 @@ CHAPTER_PARAMETERS: dict[str, dict[str, Check]] = {
         "paper_results_dir": optional(folder),
         "convention": one_of(CONVENTIONS),
     },
+    ids.LEADERBOARD: {
+        "profile": _RUN["profile"],
+        "seed": optional(_COUNT),
+        "device": device,
+        "results_dir": optional(folder),
+        "paper_results_dir": optional(folder),
+    },
 }
 
 
