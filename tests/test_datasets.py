@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from nbhelpers.science.attacks.gradient import L2ComponentGradientAttack
 from nbhelpers.science.classifier import BayesClassifier
 from nbhelpers.science.datasets import (
     OUTLIER_SIGMA,
     add_outlier,
+    check_asymmetric_base,
+    check_min_variance,
     make_asymmetric,
     make_symmetric,
     principal_direction,
@@ -96,3 +99,92 @@ def test_sampled_sets_are_balanced_deterministic_and_bayes_separable():
     assert (predicted == y1).mean() > 0.99
     with pytest.raises(ValueError, match="n_per_class"):
         sample_dataset(sym, 0)
+
+
+def test_symmetric_base_sets_the_regular_noise_and_keeps_the_outliers():
+    pair = (_random_mfa(seed=1), _random_mfa(seed=2, offset=0.1))
+    mean, direction = np.full(pair[0].d, 0.5), np.eye(pair[0].d)[3]
+    fitted = make_asymmetric(pair, mean, direction, step=0.5, weight=0.05)
+    default = make_asymmetric(pair, mean, direction, step=0.5, weight=0.05, asymmetric_base="fitted")
+    symmetric = make_asymmetric(pair, mean, direction, step=0.5, weight=0.05, asymmetric_base="symmetric")
+    for base, fit, sym in zip(pair, fitted, symmetric, strict=True):
+        assert torch.equal(fit.log_D[:-1], base.log_D)  # "fitted": the learned noise, 0.001-0.011 here
+        assert torch.allclose(sym.log_D[:-1].exp(), torch.full_like(base.log_D, 1e-4))  # sigma = 0.01
+        for model in (fit, sym):  # the same outlier, sigma 0.5, either way
+            assert torch.allclose(model.log_D[-1].exp(), torch.full((base.d,), 0.25, dtype=torch.float64))
+        assert torch.equal(sym.mu, fit.mu) and torch.equal(sym.A, fit.A)
+        assert torch.allclose(sym.log_pi, fit.log_pi)
+    assert all(torch.equal(a.log_D, b.log_D) for a, b in zip(default, fitted, strict=True))
+    assert fitted[1].mu[-1, 3].item() == pytest.approx(0.5 + 0.5)
+    for bad in ("Symmetric", "sym", None, 1):
+        with pytest.raises(ValueError, match="asymmetric_base must be 'fitted' or 'symmetric'"):
+            make_asymmetric(pair, mean, direction, asymmetric_base=bad)
+    assert check_asymmetric_base("symmetric") == "symmetric"
+
+
+def test_min_variance_must_be_a_variance_of_pixels():
+    assert check_min_variance(1e-6) == 1e-6 and isinstance(check_min_variance(np.float32(0.5)), float)
+    for bad in (0, 0.0, -1e-4, 1.0, 2, float("nan"), float("inf"), True, "1e-4", None):
+        with pytest.raises(ValueError, match=r"min_variance must be a number in \(0, 1\)"):
+            check_min_variance(bad)
+
+
+def _line_pair(noise_std: float) -> tuple[MFA, MFA]:
+    """Two one-component classes in R^3: lines along x at y = 0.3 (class 0) and y = 0.7 (class 1), both at
+    z = 0.5, with per-axis noise std ``noise_std``. Lemma 3's midpoint lies 0.2 from either line."""
+    A = torch.tensor([[[0.15], [0.0], [0.0]]], dtype=torch.float64)
+    D = torch.full((1, 3), noise_std**2, dtype=torch.float64)
+    return tuple(
+        MFA.from_parameters(torch.tensor([[0.5, y, 0.5]], dtype=torch.float64), A, D) for y in (0.3, 0.7)
+    )
+
+
+def _boundary_distance(classifier: BayesClassifier, x0: torch.Tensor, label: int) -> float:
+    """The distance from x0 to the decision boundary within the y-z plane through it (by symmetry the
+    nearest boundary point of a point at the line's centre lies there): the first label change on 360 rays,
+    each scanned in steps of 1e-4."""
+    theta = torch.linspace(0, 2 * np.pi, 361, dtype=torch.float64)[:-1]
+    rays = torch.stack([torch.zeros_like(theta), theta.cos(), theta.sin()], 1)
+    t = torch.linspace(0, 0.3, 3001, dtype=torch.float64)
+    points = x0[None, None, :] + t[None, :, None] * rays[:, None, :]
+    flipped = (classifier.predict(points.reshape(-1, 3)) != label).reshape(len(theta), len(t))
+    return float(t[flipped.float().argmax(dim=1)[flipped.any(dim=1)]].min())
+
+
+def test_symmetric_base_makes_the_outlier_route_the_shortest():
+    """Lemma 1 against Lemma 3 on a toy pair whose fitted noise (std 0.08) is broad next to sigma = 0.01.
+    The outliers (sigma 0.5) sit at z = 0.4 and 0.6. Added to the fitted pair they change nothing: the
+    boundary lies at Lemma 3's midpoint, 0.2 from each line, and the other class's regular component holds
+    the adversarial. Added to the symmetric pair, the thin lines make the other class's outlier win 0.055
+    away, under a third of the way."""
+    mean, direction = np.full(3, 0.5), np.array([0.0, 0.0, 1.0])
+    x = torch.tensor([[0.5 + 0.15 * z, y, 0.5] for y in (0.3, 0.7) for z in (-1, 0, 1)], dtype=torch.float64)
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    attack = L2ComponentGradientAttack(step_size=0.001, max_steps=1000)
+    expected = {"fitted": (0.2, 0), "symmetric": (0.0552, 1)}  # (distance, component holding the adversarial)
+    for base, (distance, holder) in expected.items():
+        pair = make_asymmetric(_line_pair(0.08), mean, direction, step=0.1, weight=0.05, asymmetric_base=base)
+        classifier = BayesClassifier(*pair)
+        assert torch.equal(classifier.predict(x), y)
+        for label, centre in ((0, x[1]), (1, x[4])):
+            assert _boundary_distance(classifier, centre, label) == pytest.approx(distance, abs=2e-4)
+        result = attack(classifier, x, y)
+        assert result.success.all()
+        assert result.l2.numpy() == pytest.approx(np.full(6, distance), abs=1e-3)
+        lp0, lp1 = classifier.class_component_log_probs(result.x_adv)
+        held = torch.where(y == 1, lp0.argmax(dim=1), lp1.argmax(dim=1))  # the other class's winner
+        assert held.tolist() == [holder] * 6  # component 1 is the outlier
+
+
+def test_sampled_components_come_with_the_same_samples():
+    far = (_random_mfa(seed=1), _random_mfa(seed=2, offset=0.2))
+    for mfa in far:  # components 0.3 apart per pixel: each sample lies nearest its own component's mean
+        mfa.mu.copy_(mfa.mu[:1] + torch.tensor([[-0.3], [0.0], [0.3]], dtype=torch.float64))
+    x, y = sample_dataset(far, 200, seed=3, clip=False)
+    x2, y2, component = sample_dataset(far, 200, seed=3, clip=False, components=True)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2) and component.dtype == np.int64
+    means = np.stack([mfa.mu.numpy() for mfa in far])  # [class, K, d]
+    nearest = np.linalg.norm(x[:, None, :] - means[y], axis=2).argmin(axis=1)
+    assert np.array_equal(component, nearest)
+    # the weights 0.5 / 0.3 / 0.2 of each class, within sampling error of 400 draws
+    assert np.bincount(component, minlength=3) / 400 == pytest.approx([0.5, 0.3, 0.2], abs=0.06)

@@ -33,6 +33,10 @@ def test_the_export_writes_samples_models_and_a_card(exported):
     assert [m["components"] for m in card["mfa"]] == [mfa.K for mfa in models.asymmetric]
     assert card["mfa"][0]["fit_log_likelihood_per_image"] == pytest.approx(models.history[0][-1])
     assert "outlier" in card["construction"] and card["parameters"]["outlier_step"] == models.outlier_step
+    assert card["construction"].startswith("the fitted class MFAs plus one outlier component per class")
+    assert (card["parameters"]["asymmetric_base"], card["parameters"]["min_variance"]) == ("fitted", 1e-4)
+    with np.load(folder / "data.npz") as data:
+        assert (data["asymmetric_base"].item(), data["min_variance"].item()) == ("fitted", 1e-4)
     bayes = card["bayes_optimal"]
     assert bayes["n_attacked"] == 6 and 0 < bayes["n_evaluated"] <= 6 and bayes["mean_l2"] > 0
     assert "CC BY-SA 3.0" in card["licence"] and card["code_version"].startswith(nbhelpers.__version__)

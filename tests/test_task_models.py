@@ -71,6 +71,43 @@ def test_build_caches_and_exports(tmp_path, monkeypatch):
         models.pair("skewed")
 
 
+def test_the_reading_and_the_floor_are_built_cached_and_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBHELPERS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    options = {"profile": "quick", "seed": 0, "device": "cpu", "progress": False}
+    fitted = build_task_models("mnist", "0_vs_6", **options)
+    symmetric = build_task_models("mnist", "0_vs_6", asymmetric_base="symmetric", **options)
+    floor = build_task_models("mnist", "0_vs_6", min_variance=1e-6, **options)
+    assert len(list((tmp_path / "cache" / "models").iterdir())) == 3  # one cache folder each
+    assert (fitted.asymmetric_base, symmetric.asymmetric_base) == ("fitted", "symmetric")
+    assert (
+        (fitted.min_variance, floor.min_variance)
+        == (get_profile("quick").mfa.min_variance, 1e-6)
+        == (
+            1e-4,
+            1e-6,
+        )
+    )
+    for a, b in zip(fitted.fitted, symmetric.fitted, strict=True):  # the same fit, another base
+        assert torch.equal(a.log_D, b.log_D) and torch.equal(a.mu, b.mu)
+    for mfa, sym in zip(fitted.asymmetric, symmetric.asymmetric, strict=True):
+        assert torch.allclose(sym.log_D[:-1].exp(), torch.full_like(sym.log_D[:-1], 1e-4))
+        assert mfa.log_D[:-1].exp().max() > 1e-3  # the learned noise: far above 0.01^2 on the digit strokes
+        assert torch.equal(mfa.mu[-1], sym.mu[-1])
+    # MNIST's background pixels are 0 in every training digit: their noise variance sits at the floor
+    for mfa, thin in zip(fitted.fitted, floor.fitted, strict=True):
+        assert mfa.log_D.exp().min().item() == pytest.approx(1e-4)
+        assert thin.log_D.exp().min().item() == pytest.approx(1e-6)
+    assert fitted.fit_seconds > 0
+    reloaded = build_task_models("mnist", "0_vs_6", asymmetric_base="symmetric", **options)
+    assert (reloaded.asymmetric_base, reloaded.min_variance, reloaded.fit_seconds) == (
+        "symmetric",
+        1e-4,
+        symmetric.fit_seconds,
+    )
+    assert torch.equal(reloaded.asymmetric[0].log_D, symmetric.asymmetric[0].log_D)
+
+
 def test_cache_key_follows_the_data_not_the_spelling_of_its_folder(tmp_path, monkeypatch):
     import shutil
 
@@ -103,6 +140,9 @@ def test_cache_key_follows_the_data_not_the_spelling_of_its_folder(tmp_path, mon
     edited = task.x_train.copy()
     edited[1, 100] = 1.0 - edited[1, 100]
     assert task_models._cache_key(dataclasses.replace(task, x_train=edited), "quick", 0, 2.5, 0.05) != base
+    assert task_models._cache_key(task, "quick", 0, 2.5, 0.05, "fitted", 1e-4) == base  # the defaults
+    assert task_models._cache_key(task, "quick", 0, 2.5, 0.05, "symmetric", 1e-4) != base
+    assert task_models._cache_key(task, "quick", 0, 2.5, 0.05, "fitted", 1e-6) != base
     assert (
         source_label(str(tmp_path / "data")) == "data folder data"
         and source_label("sample") == "bundled sample"
@@ -130,6 +170,8 @@ def no_fit(monkeypatch, tmp_path):
         ({"outlier_weight": 1.5}, r"outlier_weight must be a number strictly between 0 and 1 .*got 1.5"),
         ({"outlier_weight": 0}, r"outlier_weight must be a number strictly between 0 and 1"),
         ({"seed": -1}, r"seed must be an integer >= 0 \(a random seed\), got -1"),
+        ({"asymmetric_base": "thin"}, r"asymmetric_base must be 'fitted' or 'symmetric' .*got 'thin'"),
+        ({"min_variance": 0.0}, r"min_variance must be a number in \(0, 1\)"),
     ],
 )
 def test_bad_arguments_are_named_before_fitting(no_fit, kwargs, match):

@@ -35,6 +35,8 @@ class MFASizes:
     celeba_latent_dim: int  # the paper uses 10
     em_iterations: int
     batch_size: int  # data mini-batch for the E-step statistics
+    # The EM's floor on every noise variance: std 0.01, the symmetric sigma (the authors' code: std 1e-3).
+    min_variance: float = 1e-4
 
     def components(self, dataset: str, n_class_images: int) -> tuple[int, int]:
         """(components, latent dimension) of one class's MFA with ``n_class_images`` training images.

@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,13 @@ from nbhelpers.core.paths import CACHE_DIR_ENV, cache_dir
 from nbhelpers.core.versions import source_version
 from nbhelpers.science.data import TaskData, canonical_task, load_task
 from nbhelpers.science.datasets import (
+    ASYMMETRIC_BASE,
+    MIN_VARIANCE,
     OUTLIER_STEP,
     OUTLIER_WEIGHT,
     TaskModels,
+    check_asymmetric_base,
+    check_min_variance,
     derive_task_models,
     fit_class_models,
     load_task_models,
@@ -43,24 +48,30 @@ def build_task_models(
     data_dir: str | os.PathLike | None = None,
     outlier_step: float = OUTLIER_STEP,
     outlier_weight: float = OUTLIER_WEIGHT,
+    asymmetric_base: str = ASYMMETRIC_BASE,
+    min_variance: float | None = None,
     cache: bool = True,
     progress: bool = True,
 ) -> TaskModels:
     """Fit (or load from the cache) the class MFAs of a task and derive both dataset variants.
 
-    The cache key holds the task, profile, seed, data source, outlier settings and the version of the
-    sources the fit runs (``source_version`` of this module: it and what it imports), so a change to any of
-    them refits. Models are stored as safetensors. Arguments and the cache folder are checked before the
-    (possibly hours long) fit.
+    ``asymmetric_base``: the pair the asymmetric outliers are added to, "fitted" or "symmetric" (the two
+    readings of appendix B.2, ``science.datasets.make_asymmetric``); ``min_variance``: the EM's noise
+    variance floor (None: the profile's). The cache key holds the task, profile, seed, data source,
+    outlier settings, both of these and the version of the sources the fit runs (``source_version`` of
+    this module: it and what it imports), so a change to any of them refits. Models are stored as
+    safetensors. Arguments and the cache folder are checked before the (possibly hours long) fit.
     """
     dataset, attribute = canonical_task(dataset, attribute)
     _check_arguments(seed, outlier_step, outlier_weight)
+    asymmetric_base = check_asymmetric_base(asymmetric_base)
     sizes = get_profile(profile).mfa
+    min_variance = check_min_variance(sizes.min_variance if min_variance is None else min_variance)
     torch_device = resolve_device(device)
     task = load_task(
         dataset, attribute, data_dir=data_dir, max_per_class=sizes.max_images_per_class, seed=seed
     )
-    key = _cache_key(task, profile, seed, outlier_step, outlier_weight)
+    key = _cache_key(task, profile, seed, outlier_step, outlier_weight, asymmetric_base, min_variance)
     folder = cache_dir() / "models" / f"{dataset}__{attribute}__{profile}__seed{seed}__{key}"
     if cache and (folder / "meta.json").exists():
         return load_task_models(folder, torch_device)
@@ -76,18 +87,28 @@ def build_task_models(
     components, latent_dim = zip(
         *(sizes.components(dataset, int((task.y_train == label).sum())) for label in (0, 1)), strict=True
     )
+    start = time.perf_counter()
     fitted = fit_class_models(
         task,
         components,
         latent_dim[0],
         sizes.em_iterations,
         batch_size=sizes.batch_size,
+        min_variance=min_variance,
         seed=seed,
         device=torch_device,
         progress=progress,
     )
     models = derive_task_models(
-        task, fitted, profile=profile, seed=seed, outlier_step=outlier_step, outlier_weight=outlier_weight
+        task,
+        fitted,
+        profile=profile,
+        seed=seed,
+        outlier_step=outlier_step,
+        outlier_weight=outlier_weight,
+        asymmetric_base=asymmetric_base,
+        min_variance=min_variance,
+        fit_seconds=time.perf_counter() - start,
     )
     models.to(torch_device)
     if cache:
@@ -136,13 +157,22 @@ def _publish(models: TaskModels, folder: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _cache_key(task: TaskData, profile: str, seed: int, step: float, weight: float) -> str:
+def _cache_key(
+    task: TaskData,
+    profile: str,
+    seed: int,
+    step: float,
+    weight: float,
+    asymmetric_base: str = ASYMMETRIC_BASE,
+    min_variance: float = MIN_VARIANCE,
+) -> str:
     digest = hashlib.sha256()
     # The sources this module runs (not the whole package): editing a chapter's other helpers keeps the fits.
     code = source_version(__name__)
     # The folder's real path: "../data" and "/home/me/data" are the same data and the same fits.
     source = task.source if task.source == "sample" else os.path.realpath(task.source)
-    for part in (source, profile, seed, step, weight, task.x_train.shape, code):
+    parts = (source, profile, seed, step, weight, task.x_train.shape, code, asymmetric_base, min_variance)
+    for part in parts:
         digest.update(str(part).encode())
     # Every image and every label (under a second at the paper's sizes): relabelled or edited data refits.
     digest.update(np.ascontiguousarray(task.x_train).view(np.uint8))

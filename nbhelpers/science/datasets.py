@@ -5,13 +5,18 @@ then derive
 
 * the *symmetric* pair: every component's noise set to the same small value, sigma = 0.01, so the
   pair approximates the conditions of Lemma 3 (robust Bayes-optimal classifier);
-* the *asymmetric* pair: the fitted models (with their learned diagonal noise) plus one outlier
-  component per class with A = 0 and sigma = 0.5, centred at the global data mean plus (class 1) or
-  minus (class 0) a step along the 50th principal direction of the whole task's training images,
-  which approximates Lemma 1 (vulnerable Bayes-optimal classifier).
+* the *asymmetric* pair: a base pair plus one outlier component per class with A = 0 and sigma = 0.5,
+  centred at the global data mean plus (class 1) or minus (class 0) a step along the 50th principal
+  direction of the whole task's training images, which approximates Lemma 1 (vulnerable Bayes-optimal
+  classifier).
 
-The paper leaves the step and the outlier's weight open; ``OUTLIER_STEP`` and ``OUTLIER_WEIGHT`` are
-our defaults (see chapter 2 for the reasoning) and both are parameters everywhere.
+Appendix B.2 can be read two ways, and ``asymmetric_base`` names the reading: "fitted" (the default) adds
+the outliers to the fitted models with their learned diagonal noise; "symmetric" adds them to the
+symmetric pair (every component's noise sigma = 0.01), so that the two variants differ only by the
+outliers. The paper leaves the step and the outlier's weight open; ``OUTLIER_STEP`` and
+``OUTLIER_WEIGHT`` are our defaults (see chapter 2 for the reasoning) and both are parameters everywhere.
+The EM's floor on the noise variance is ``min_variance`` (default ``MIN_VARIANCE``, a noise std of 0.01;
+the authors' MFA code clips the noise std at 1e-3, a variance of 1e-6).
 ``nbhelpers.chapters.task_models.build_task_models`` does all of it at a profile's sizes and caches the
 result, so later chapters reuse the models.
 """
@@ -44,6 +49,9 @@ OUTLIER_STEP = 2.5
 # Ours: a small share of samples comes from the outlier, enough to be visible, too few to dominate.
 OUTLIER_WEIGHT = 0.05
 MIN_VARIANCE = 1e-4  # EM variance floor (pixels in [0, 1]); equal to the symmetric sigma^2
+# The readings of appendix B.2: the pair the asymmetric variant adds its outliers to.
+ASYMMETRIC_BASES = ("fitted", "symmetric")
+ASYMMETRIC_BASE = "fitted"
 
 
 @dataclass
@@ -51,8 +59,9 @@ class TaskModels:
     """The generative models of one task: its fitted class MFAs and the two dataset variants.
 
     ``fitted``, ``symmetric`` and ``asymmetric`` are (class 0, class 1) MFA pairs; ``data_mean`` [d]
-    and ``outlier_direction`` [d] (unit norm) define the asymmetric outliers. ``profile`` names the sizes
-    the models were fitted with (a label).
+    and ``outlier_direction`` [d] (unit norm) define the asymmetric outliers, ``asymmetric_base`` the
+    pair they were added to ("fitted" or "symmetric") and ``min_variance`` the EM's noise variance floor.
+    ``profile`` names the sizes the models were fitted with (a label).
     """
 
     dataset: str
@@ -71,6 +80,9 @@ class TaskModels:
     n_train_images: tuple[int, int]
     history: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
     source: str = ""
+    asymmetric_base: str = ASYMMETRIC_BASE
+    min_variance: float = MIN_VARIANCE
+    fit_seconds: float | None = None  # wall time of the two MFA fits (None: not recorded)
 
     def pair(self, variant: str) -> tuple[MFA, MFA]:
         """The (class 0, class 1) models of ``variant``: "fitted", "symmetric" or "asymmetric"."""
@@ -132,6 +144,31 @@ def fit_class_models(
     return models[0], models[1]
 
 
+def check_asymmetric_base(asymmetric_base: object) -> str:
+    """``asymmetric_base`` checked: one of ``ASYMMETRIC_BASES``."""
+    if not isinstance(asymmetric_base, str) or asymmetric_base not in ASYMMETRIC_BASES:
+        valid = " or ".join(map(repr, ASYMMETRIC_BASES))
+        raise ValueError(
+            f"asymmetric_base must be {valid} (the pair the asymmetric outliers are added to), "
+            f"got {asymmetric_base!r}"
+        )
+    return asymmetric_base
+
+
+def check_min_variance(min_variance: object) -> float:
+    """``min_variance`` checked: a number in (0, 1) (pixels lie in [0, 1]); returned as a float."""
+    if (
+        isinstance(min_variance, bool)
+        or not isinstance(min_variance, (int, float, np.floating, np.integer))
+        or not (math.isfinite(min_variance) and 0 < min_variance < 1)
+    ):
+        raise ValueError(
+            "min_variance must be a number in (0, 1), the EM's floor on the noise variance (default "
+            f"{MIN_VARIANCE:g}, a noise std of {math.sqrt(MIN_VARIANCE):g}), got {min_variance!r}"
+        )
+    return float(min_variance)
+
+
 def make_symmetric(mfa: MFA, sigma: float = SYMMETRIC_SIGMA) -> MFA:
     """A copy of ``mfa`` whose every noise variance is sigma^2 (paper B.2, Lemma 3's conditions)."""
     if not sigma > 0:
@@ -176,13 +213,19 @@ def make_asymmetric(
     step: float = OUTLIER_STEP,
     weight: float = OUTLIER_WEIGHT,
     sigma: float = OUTLIER_SIGMA,
+    asymmetric_base: str = ASYMMETRIC_BASE,
 ) -> tuple[MFA, MFA]:
     """The asymmetric pair (paper B.2): each class gains an outlier at data_mean -/+ step * direction.
 
-    Class 0's outlier sits on the minus side, class 1's on the plus side.
+    Class 0's outlier sits on the minus side, class 1's on the plus side. ``asymmetric_base``: "fitted"
+    adds the outliers to ``pair`` as it is; "symmetric" first sets every noise std of ``pair`` to
+    ``SYMMETRIC_SIGMA`` (``make_symmetric``), so the result is the symmetric pair plus the outliers.
     """
+    asymmetric_base = check_asymmetric_base(asymmetric_base)
     if not (math.isfinite(step) and step > 0):
         raise ValueError(f"outlier_step must be positive and finite (the outliers' step), got {step!r}")
+    if asymmetric_base == "symmetric":
+        pair = (make_symmetric(pair[0]), make_symmetric(pair[1]))
     direction = np.asarray(direction, dtype=np.float64)
     direction = direction / np.linalg.norm(direction)
     return (
@@ -199,13 +242,19 @@ def derive_task_models(
     seed: int = 0,
     outlier_step: float = OUTLIER_STEP,
     outlier_weight: float = OUTLIER_WEIGHT,
+    asymmetric_base: str = ASYMMETRIC_BASE,
+    min_variance: float = MIN_VARIANCE,
+    fit_seconds: float | None = None,
 ) -> TaskModels:
     """The task's models from its fitted class MFAs: the symmetric pair and the asymmetric pair, whose
     outliers sit at the mean of the task's training images -/+ ``outlier_step`` along their
-    ``OUTLIER_RANK``-th principal direction (randomized PCA seeded by ``seed``).
+    ``OUTLIER_RANK``-th principal direction (randomized PCA seeded by ``seed``), added to the pair that
+    ``asymmetric_base`` names (``make_asymmetric``).
 
-    ``profile``: a label of the sizes the fit used, recorded in the models.
+    ``profile``, ``min_variance`` (the fit's variance floor) and ``fit_seconds`` (its wall time) are
+    recorded in the models.
     """
+    asymmetric_base = check_asymmetric_base(asymmetric_base)
     data_mean = task.x_train.mean(axis=0).astype(np.float64)
     rank = min(OUTLIER_RANK, min(task.x_train.shape) - 1)
     direction = principal_direction(task.x_train, rank, seed)
@@ -218,7 +267,9 @@ def derive_task_models(
         class_names=tuple(task.class_names),
         fitted=fitted,
         symmetric=(make_symmetric(fitted[0]), make_symmetric(fitted[1])),
-        asymmetric=make_asymmetric(fitted, data_mean, direction, outlier_step, outlier_weight),
+        asymmetric=make_asymmetric(
+            fitted, data_mean, direction, outlier_step, outlier_weight, asymmetric_base=asymmetric_base
+        ),
         data_mean=data_mean,
         outlier_direction=direction,
         outlier_step=outlier_step,
@@ -226,29 +277,36 @@ def derive_task_models(
         n_train_images=(int((task.y_train == 0).sum()), int((task.y_train == 1).sum())),
         history=(list(fitted[0].history_), list(fitted[1].history_)),
         source=task.source,
+        asymmetric_base=asymmetric_base,
+        min_variance=check_min_variance(min_variance),
+        fit_seconds=fit_seconds,
     )
 
 
 def sample_dataset(
-    pair: tuple[MFA, MFA], n_per_class: int, seed: int = 0, clip: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+    pair: tuple[MFA, MFA], n_per_class: int, seed: int = 0, clip: bool = True, components: bool = False
+) -> tuple[np.ndarray, ...]:
     """Draw a balanced labelled set from a model pair: x [2n, d] float32, y [2n] int64.
 
     Deterministic by ``seed`` (a CPU generator, so CPU and CUDA models give the same samples).
     ``clip`` keeps pixels in [0, 1], the box that attacks and learned classifiers work in.
+    ``components``: also return [2n] int64, the index of the component (of its own class's model) each
+    sample was drawn from; x and y are the same either way.
     """
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be at least 1, got {n_per_class}")
     generator = torch.Generator().manual_seed(seed)
-    xs, ys = [], []
+    xs, ys, ks = [], [], []
     for label, mfa in enumerate(pair):
         with torch.no_grad():
-            x, _ = mfa.sample(n_per_class, generator=generator)
+            x, k = mfa.sample(n_per_class, generator=generator)
         x = x.float().cpu().numpy()
         xs.append(np.clip(x, 0.0, 1.0) if clip else x)
         ys.append(np.full(n_per_class, label, dtype=np.int64))
+        ks.append(k.cpu().numpy().astype(np.int64))
     order = np.random.default_rng(seed).permutation(2 * n_per_class)
-    return np.concatenate(xs)[order], np.concatenate(ys)[order]
+    drawn = np.concatenate(xs)[order], np.concatenate(ys)[order]
+    return (*drawn, np.concatenate(ks)[order]) if components else drawn
 
 
 def save_task_models(models: TaskModels, folder: str | os.PathLike, portable: bool = False) -> Path:
@@ -276,6 +334,9 @@ def save_task_models(models: TaskModels, folder: str | os.PathLike, portable: bo
             "n_train_images",
             "history",
             "source",
+            "asymmetric_base",
+            "min_variance",
+            "fit_seconds",
         )
     }
     meta["code_version"] = code_version()
@@ -323,4 +384,8 @@ def _load(folder: Path, device: torch.device) -> TaskModels:
         n_train_images=tuple(meta["n_train_images"]),
         history=tuple(meta["history"]),
         source=meta["source"],
+        # folders written before these were recorded hold the defaults' models
+        asymmetric_base=meta.get("asymmetric_base", ASYMMETRIC_BASE),
+        min_variance=meta.get("min_variance", MIN_VARIANCE),
+        fit_seconds=meta.get("fit_seconds"),
     )

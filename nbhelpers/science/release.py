@@ -69,7 +69,7 @@ CONSTRUCTION = {
         "the conditions of Lemma 3, a robust Bayes-optimal classifier"
     ),
     "asymmetric": (
-        "the fitted class MFAs plus one outlier component per class (A = 0, sigma = {outlier}, weight "
+        "the {base} class MFAs plus one outlier component per class (A = 0, sigma = {outlier}, weight "
         "{weight}) at the data mean -/+ {step} along the {rank}th principal direction (paper appendix "
         "B.2): the conditions of Lemma 1, a vulnerable Bayes-optimal classifier"
     ),
@@ -160,6 +160,8 @@ def export_dataset(
         dataset=np.array(models.dataset),
         attribute=np.array(models.attribute),
         variant=np.array(variant),
+        asymmetric_base=np.array(models.asymmetric_base),
+        min_variance=np.array(models.min_variance),
         profile=np.array(models.profile),
         seed=np.array(seed),
         source=np.array(source_label(models.source)),
@@ -184,6 +186,9 @@ def _card(
         weight=models.outlier_weight,
         step=models.outlier_step,
         rank=OUTLIER_RANK,
+        base={"fitted": "fitted", "symmetric": f"symmetric (sigma = {SYMMETRIC_SIGMA})"}[
+            models.asymmetric_base
+        ],
     )
     pair = models.pair(variant)
     return {
@@ -200,6 +205,8 @@ def _card(
             "outlier_step": models.outlier_step,
             "outlier_weight": models.outlier_weight,
             "outlier_rank": OUTLIER_RANK,
+            "asymmetric_base": models.asymmetric_base,
+            "min_variance": models.min_variance,
         },
         "mfa": [
             {
