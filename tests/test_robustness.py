@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,7 +23,7 @@ from nbhelpers.chapters.task_models import build_task_models
 from nbhelpers.runs.checkpoints import Checkpoints
 from nbhelpers.runs.results import collect_results, save_result
 from nbhelpers.science.attacks import L2ComponentGradientAttack
-from nbhelpers.science.datasets import TaskModels, make_asymmetric
+from nbhelpers.science.datasets import TaskModels, make_asymmetric, sample_dataset
 from tests.test_classifier import subspace_pair
 
 
@@ -257,3 +259,48 @@ def test_thinner_components_make_the_asymmetric_pair_more_fragile():
         rb.asymmetric_noise_study(models, [0.0], 4, device="cpu", progress=False)
     with pytest.raises(ValueError, match="sigmas is empty"):
         rb.asymmetric_noise_study(models, [], 4, device="cpu", progress=False)
+
+
+def test_outlier_share_among_the_samples_of_the_regular_components(toy):
+    models, sym, asym = toy
+    # the component each attacked sample was drawn from comes with the very samples that were attacked
+    x, y, drawn = sample_dataset(models.asymmetric, 6, seed=rb.ATTACK_SEED_OFFSET, components=True)
+    assert np.array_equal(x[:11], asym.x.numpy()) and np.array_equal(drawn[:11], asym.drawn_component)
+    own_outlier = np.asarray(asym.n_components)[asym.y.numpy()] - 1
+    other_outlier = np.asarray(asym.n_components)[1 - asym.y.numpy()] - 1
+    regular = asym.evaluated & (asym.drawn_component != own_outlier)
+    assert regular.sum() >= 8
+    held = asym.adv_component == other_outlier
+    assert asym.outlier_share(regular_only=True) == pytest.approx(held[regular].mean())
+    # every sample from its own outlier: no regular sample is left; none from it: the share over all
+    assert dataclasses.replace(asym, drawn_component=own_outlier).outlier_share(regular_only=True) is None
+    no_outlier = dataclasses.replace(asym, drawn_component=np.zeros(11, dtype=np.int64))
+    assert no_outlier.outlier_share(regular_only=True) == asym.outlier_share()
+    assert sym.outlier_share(regular_only=True) is None
+    result = rb.chapter3_result(sym, asym)
+    assert result.metrics["asymmetric_outlier_share_regular"] == asym.outlier_share(regular_only=True)
+    assert (result.params["asymmetric_base"], result.params["min_variance"]) == ("fitted", 1e-4)
+
+
+def test_the_readings_table_sets_records_and_chapter_results_beside_the_paper(toy):
+    _, sym, asym = toy
+    folder = Path(__file__).parents[1] / "results" / "paper" / "fidelity"
+    records = figures.readings_table(folder)
+    symmetric = records[records["reading"] == "symmetric"].iloc[0]
+    assert symmetric["task"] == "MNIST / 0 vs 6" and symmetric["attacks"] == "gradient+cw+fmn"
+    assert symmetric["clean accuracy"] == 0.864 and symmetric["evaluated"] == 864
+    assert symmetric["mean L2"] == pytest.approx(0.4081, abs=1e-4)
+    assert symmetric["outlier share, regular samples"] == 1.0 and symmetric["paper: mean L2"] == 0.5
+    # a chapter 3 result of a task of Figures 4/12 joins as the reading it ran with; other tasks stay out
+    result = rb.chapter3_result(sym, asym)
+    ours = dataclasses.replace(result, dataset="celeba", attribute="Male")
+    table = figures.readings_table(folder, ResultSet.from_results([result, ours]))
+    assert len(table) == len(records) + 1 and "toy / pair" not in set(table["task"])
+    row = table[table["source"] == "chapter 3"].iloc[0]
+    assert (row["task"], row["reading"], row["paper: mean L2"]) == ("CelebA / Male", "fitted", 0.9)
+    assert row["mean L2"] == asym.report.mean_l2
+    assert row["outlier share, regular samples"] == pytest.approx(asym.outlier_share(regular_only=True))
+    fig = figures.plot_readings(table)
+    assert len(fig.axes[0].patches) == len(table)  # a bar per row
+    plt.close(fig)
+    assert figures.readings_table(Path(__file__).parent / "data").empty

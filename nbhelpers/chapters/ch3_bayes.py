@@ -64,6 +64,8 @@ class BayesEvaluation:
     the sample is not evaluated); n_components: (K of class 0, K of class 1). Symmetric variant only
     (else None): certified ``[n]`` (rigorous radius, 0 where misclassified) and distances (to the
     nearest component subspace of each class). seconds: wall time of the attacks and bounds.
+    asymmetric_base and min_variance: the models' reading of appendix B.2 and the EM's variance floor.
+    drawn_component: ``[n]`` int64, the component (of its own class's model) each sample was drawn from.
     """
 
     dataset: str
@@ -85,6 +87,9 @@ class BayesEvaluation:
     certified: np.ndarray | None
     distances: SubspaceDistances | None
     seconds: float
+    asymmetric_base: str = "fitted"
+    min_variance: float = 1e-4
+    drawn_component: np.ndarray | None = None
 
     @property
     def evaluated(self) -> np.ndarray:
@@ -96,14 +101,22 @@ class BayesEvaluation:
         """``[n]`` float64 best-attack L2, ``inf`` where the sample is not evaluated."""
         return np.where(self.evaluated, self.result.l2.numpy(), np.inf)
 
-    def outlier_share(self) -> float | None:
+    def outlier_share(self, regular_only: bool = False) -> float | None:
         """Asymmetric variant: share of the evaluated samples whose adversarial is held by the other
-        class's outlier component (its last; Lemma 1's route). None for other variants or none evaluated."""
-        if self.variant != "asymmetric" or not self.evaluated.any():
+        class's outlier component (its last; Lemma 1's route). ``regular_only``: among the samples drawn
+        from the regular components only (a sample drawn from its own class's outlier reaches the other
+        outlier whatever the route of the rest). None for other variants or none evaluated."""
+        mask = self.evaluated
+        if regular_only:
+            if self.drawn_component is None:
+                return None
+            own_outlier = np.asarray(self.n_components)[self.y.numpy()] - 1
+            mask = mask & (self.drawn_component != own_outlier)
+        if self.variant != "asymmetric" or not mask.any():
             return None
         other = 1 - self.y.numpy()
         outlier = np.asarray(self.n_components)[other] - 1
-        return float((self.adv_component == outlier)[self.evaluated].mean())
+        return float((self.adv_component == outlier)[mask].mean())
 
     def bound_means(self) -> tuple[float, float]:
         """(mean distance to the other class's nearest subspace, mean certified radius) over the evaluated
@@ -186,7 +199,9 @@ def evaluate_bayes(
     pair = models.pair(variant)
     dev = resolve_device(device)
     start = time.perf_counter()
-    x_np, y_np = sample_dataset(pair, math.ceil(n / 2), seed=ATTACK_SEED_OFFSET + seed)
+    x_np, y_np, drawn = sample_dataset(
+        pair, math.ceil(n / 2), seed=ATTACK_SEED_OFFSET + seed, components=True
+    )
     x, y = torch.from_numpy(x_np[:n]), torch.from_numpy(y_np[:n])
     classifier = BayesClassifier(*pair).to(dev)
     result = attack_model(
@@ -237,6 +252,9 @@ def evaluate_bayes(
         certified=certified,
         distances=distances,
         seconds=time.perf_counter() - start,
+        asymmetric_base=models.asymmetric_base,
+        min_variance=models.min_variance,
+        drawn_component=drawn[:n],
     )
 
 
@@ -401,7 +419,8 @@ def chapter3_metrics(
 ) -> dict[str, Any]:
     """The metrics of the chapter's result: ``bayes_symmetric`` and ``bayes_asymmetric`` (report dicts),
     ``subspace_distance_mean`` and ``certified_radius_mean`` (symmetric, over the evaluated samples),
-    ``asymmetric_outlier_share`` and, per checked variant, ``step_halving.<variant>.{mean_l2,
+    ``asymmetric_outlier_share`` (over all evaluated samples and, ``asymmetric_outlier_share_regular``, over
+    those drawn from the regular components) and, per checked variant, ``step_halving.<variant>.{mean_l2,
     mean_l2_half_step}``."""
     if symmetric.variant != "symmetric" or asymmetric.variant != "asymmetric":
         raise ValueError(
@@ -420,6 +439,7 @@ def chapter3_metrics(
         "subspace_distance_mean": _finite(distance),
         "certified_radius_mean": _finite(radius),
         "asymmetric_outlier_share": asymmetric.outlier_share(),
+        "asymmetric_outlier_share_regular": asymmetric.outlier_share(regular_only=True),
         "step_halving": {
             c.variant: {"mean_l2": _finite(c.mean_l2), "mean_l2_half_step": _finite(c.mean_l2_half)}
             for c in step_halving
@@ -430,9 +450,15 @@ def chapter3_metrics(
 def chapter3_result(
     symmetric: BayesEvaluation, asymmetric: BayesEvaluation, step_halving: Sequence[StepHalving] = ()
 ) -> Result:
-    """The chapter's result (``chapter3_metrics``), with the attacks and gradient step it ran with."""
+    """The chapter's result (``chapter3_metrics``), with the attacks and gradient step it ran with, the
+    reading of appendix B.2 the asymmetric pair was built by and the EM's variance floor."""
     metrics = chapter3_metrics(symmetric, asymmetric, step_halving)
-    params = {"attacks": list(symmetric.attacks), "gradient_step": symmetric.gradient_step}
+    params = {
+        "attacks": list(symmetric.attacks),
+        "gradient_step": symmetric.gradient_step,
+        "asymmetric_base": asymmetric.asymmetric_base,
+        "min_variance": asymmetric.min_variance,
+    }
     return Result(
         CHAPTER, symmetric.dataset, symmetric.attribute, symmetric.profile, symmetric.seed, metrics, params
     )

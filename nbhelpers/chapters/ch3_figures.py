@@ -97,20 +97,33 @@ def findings(symmetric: BayesEvaluation, asymmetric: BayesEvaluation) -> Markdow
     contrast = "clear" if ratio >= 2 else "weak"
     lines.append(f"The contrast between the variants is **{contrast}** in this run.")
     share = asymmetric.outlier_share()
+    regular = asymmetric.outlier_share(regular_only=True)
     sigma = _learned_sigma(asymmetric)
     median = float(np.median(sigma))
     floor = float((sigma <= SYMMETRIC_SIGMA * 1.001).mean())
     if share is not None:
         lines.append(
             f"On the asymmetric dataset {100 * share:.0f}% of the adversarials are held by the other "
-            f"class's broad outlier component (sigma = {OUTLIER_SIGMA}), the route of Lemma 1. The fitted "
-            f"components keep their learned noise: median sigma {median:.3f}, {OUTLIER_SIGMA / median:.1f} "
-            f"times below the outlier's, with {100 * floor:.0f}% of the values at the floor sigma = "
-            f"{SYMMETRIC_SIGMA}."
+            f"class's broad outlier component (sigma = {OUTLIER_SIGMA}), the route of Lemma 1"
+            + (
+                ""
+                if regular is None
+                else f"; among the samples drawn from the regular components, {100 * regular:.0f}%"
+            )
+            + ". "
+            + (
+                f"The fitted components keep their learned noise: median sigma {median:.3f}, "
+                f"{OUTLIER_SIGMA / median:.1f} times below the outlier's, with {100 * floor:.0f}% of the "
+                f"values at the floor sigma = {SYMMETRIC_SIGMA}."
+                if asymmetric.asymmetric_base == "fitted"
+                else f"The regular components carry the symmetric pair's noise, sigma = {SYMMETRIC_SIGMA}, "
+                f"{OUTLIER_SIGMA / SYMMETRIC_SIGMA:.0f} times below the outlier's (the 'symmetric' reading "
+                "of appendix B.2, chapter 2)."
+            )
         )
-        if share < 0.5:
+        if (share if regular is None else regular) < 0.5:
             lines.append(
-                "Most adversarials instead cross to a fitted component of the other class: with noise this "
+                "Most adversarials instead cross to a regular component of the other class: with noise this "
                 "broad there is no thin direction for the outlier to exploit, so the asymmetric dataset is "
                 "nearly as hard to attack as the symmetric one."
             )
@@ -368,5 +381,140 @@ def plot_asymmetric_noise(table: pd.DataFrame) -> Figure:
     ax.set_ylabel("mean L2 of the gradient attack")
     ax.set_title("Asymmetric datasets: thinner components, smaller pushes (Lemma 1)")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+READINGS_COLUMNS = [
+    "task",
+    "reading",
+    "variance floor",
+    "attacks",
+    "source",
+    "clean accuracy",
+    "mean L2",
+    "median L2",
+    "outlier share",
+    "outlier share, regular samples",
+    "evaluated",
+    "paper: mean L2",
+]
+
+
+def readings_table(folder: str | os.PathLike, results: ResultSet | None = None) -> pd.DataFrame:
+    """The asymmetric dataset under both readings of appendix B.2, a row per task, reading, variance floor
+    and set of attacks: the Bayes-optimal classifier's clean accuracy on its clipped samples, the mean and
+    median L2 of the best attack over the evaluated samples, the share of them whose adversarial the other
+    class's outlier holds (over all, and over the samples drawn from the regular components, which tells
+    Lemma 1's route; NaN where not recorded), how many were evaluated, where the row comes from ("chapter 3"
+    for a result of ``results``, else the record's file name) and the paper's mean L2 (Figures 4 and 12).
+
+    Rows come from the records of ``scripts/fidelity_study.py`` in ``folder`` and, with ``results``, from
+    chapter 3's results (their ``asymmetric_base`` parameter; results written before it existed are the
+    "fitted" reading) of the tasks the paper prints a number for or a record holds. Sorted by task, then
+    reading; empty when there is nothing to show.
+    """
+    records = {path.name: json.loads(path.read_text()) for path in sorted(Path(folder).glob("*.json"))}
+    shown = set(pv.FIGURE4_12_MEAN_L2) | {(r["dataset"], r["attribute"]) for r in records.values()}
+    rows = []
+    for task in results.tasks(BAYES) if results is not None else []:
+        if task not in shown:
+            continue
+        for result in results.results_of(BAYES, task):
+            report = result.metrics["bayes_asymmetric"]
+            rows.append(
+                {
+                    "task": task,
+                    "reading": result.params.get("asymmetric_base", "fitted"),
+                    "variance floor": result.params.get("min_variance", 1e-4),
+                    "attacks": "+".join(result.params.get("attacks", [])),
+                    "source": "chapter 3",
+                    "clean accuracy": report["clean_accuracy"],
+                    "mean L2": report["mean_l2"],
+                    "median L2": report["median_l2"],
+                    "outlier share": result.metrics.get("asymmetric_outlier_share"),
+                    "outlier share, regular samples": result.metrics.get("asymmetric_outlier_share_regular"),
+                    "evaluated": report["n_evaluated"],
+                }
+            )
+    for name, record in records.items():
+        numbers = record["variants"].get("asymmetric")
+        if numbers is None:
+            continue
+        outliers = numbers["outliers"]
+        rows.append(
+            {
+                "task": (record["dataset"], record["attribute"]),
+                "reading": record["setting"]["asymmetric_base"],
+                "variance floor": record["setting"]["min_variance"],
+                "attacks": "+".join(record["attacks"]),
+                "source": name,
+                "clean accuracy": numbers["clean_accuracy"],
+                "mean L2": numbers["mean_l2"],
+                "median L2": numbers["median_l2"],
+                "outlier share": outliers["all"]["outlier_share"],
+                "outlier share, regular samples": outliers["regular"]["outlier_share"],
+                "evaluated": numbers["n_evaluated"],
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=READINGS_COLUMNS)
+    table = pd.DataFrame(rows)
+    table["paper: mean L2"] = [
+        pv.FIGURE4_12_MEAN_L2.get(task, {}).get("asymmetric", math.nan) for task in table["task"]
+    ]
+    order = {task: i for i, task in enumerate(task_order(set(table["task"])))}
+    table["order"] = table["task"].map(order)
+    table = table.sort_values(["order", "reading", "source"], kind="stable").drop(columns="order")
+    table["task"] = [task_label(*task) for task in table["task"]]
+    return table[READINGS_COLUMNS].astype({c: float for c in READINGS_COLUMNS[5:10]}).reset_index(drop=True)
+
+
+def plot_readings(table: pd.DataFrame) -> Figure:
+    """Mean L2 of the best attack on the asymmetric pair, a group of bars per task of
+    :func:`readings_table` and a bar per row (hatched: the "symmetric" reading), the paper's value as a
+    black line over its task's group."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    if table.empty:
+        empty_note(ax, "no chapter 3 results or records of scripts/fidelity_study.py yet")
+        return fig
+    width, position, ticks = 0.8, 0.0, []
+    colors = {"fitted": "tab:blue", "symmetric": "tab:orange"}
+    labelled: set[str] = set()
+    for task, group in table.groupby("task", sort=False):
+        step = width / len(group)
+        left = position - width / 2
+        for i, row in enumerate(group.itertuples(index=False)):
+            reading = row.reading
+            label = None if reading in labelled else f"{reading} reading"
+            labelled.add(reading)
+            ax.bar(
+                left + (i + 0.5) * step,
+                row[6],
+                step * 0.9,
+                color=colors.get(reading, "grey"),
+                hatch="//" if reading == "symmetric" else None,
+                label=label,
+            )
+            ax.text(
+                left + (i + 0.5) * step,
+                row[6],
+                "3 attacks" if row.attacks.count("+") == 2 else row.attacks.replace("+", "\n"),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+        paper = group["paper: mean L2"].iloc[0]
+        if not math.isnan(paper):
+            ax.hlines(
+                paper, left, left + width, color="black", lw=2, label=None if "paper" in labelled else "paper"
+            )
+            labelled.add("paper")
+        ticks.append((position, task))
+        position += 1.0
+    ax.set_xticks([p for p, _ in ticks], [t for _, t in ticks])
+    ax.set_ylabel("mean L2 of the best attack (asymmetric dataset)")
+    ax.set_title("The two readings of appendix B.2 beside the paper")
+    legend_right(ax, [ax])
     fig.tight_layout()
     return fig

@@ -27,6 +27,7 @@ from nbhelpers.chapters.paper_values import CONVENTIONS
 from nbhelpers.chapters.profiles import PROFILES
 from nbhelpers.core.device import VALID_DEVICES
 from nbhelpers.science.data import canonical_task
+from nbhelpers.science.datasets import ASYMMETRIC_BASES
 
 # nbhelpers.science.attacks.ATTACKS, repeated so that checking parameters imports no torch (the sweep's
 # planning); tests/test_params.py keeps the two equal.
@@ -248,6 +249,7 @@ CHAPTER_PARAMETERS: dict[str, dict[str, Check]] = {
         "data_dir": optional(folder),
         "outlier_step": positive_number,
         "outlier_weight": fraction,
+        "asymmetric_base": one_of(ASYMMETRIC_BASES),
         "compare_with": task_or_nothing,
     },
     ids.BAYES: {
@@ -260,6 +262,7 @@ CHAPTER_PARAMETERS: dict[str, dict[str, Check]] = {
         "results_dir": optional(folder),
         "outlier_step": positive_number,
         "outlier_weight": fraction,
+        "asymmetric_base": one_of(ASYMMETRIC_BASES),
     },
     ids.LEARNED: {
         **_TASK,
