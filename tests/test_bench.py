@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 
 import torch
 from torch import nn
@@ -14,6 +15,7 @@ from tests.conftest import ROOT
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -87,3 +89,26 @@ def test_cnn_bench_figure8_times_each_sweep_cnn_that_the_chapter_trains(capsys):
     assert flops["trades 2"] > 2 * flops["train_size 1000"] and flops["trades 2"] == flops["trades 10"]
     assert all(float(row[4].replace(",", "")) > 0 and float(row[5].replace(",", "")) > 0 for row in rows[:-1])
     assert [row[6] for row in rows[:2]] == ["1,000", "4,000"]
+
+
+def test_mfa_bench_times_each_init_and_seed_side_by_side(capsys):
+    bench = _load("bench_mfa")
+    argv = ["--n", "400", "--d", "60", "--K", "3", "--l", "2", "--iters", "2", "--device", "cpu"]
+    bench.main([*argv, "--inits", "kmeans", "sklearn-kmeans", "--fit-seeds", "2"])
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| planted MFA")
+    ]
+    assert [row[5] for row in rows] == [
+        "kmeans, seed 0",
+        "sklearn-kmeans, seed 0",
+        "kmeans, seed 1",
+        "sklearn-kmeans, seed 1",
+    ]
+    for row in rows:
+        assert float(row[6]) >= 0 and float(row[9]) > 0  # init and EM iteration seconds
+        start, end = re.fullmatch(
+            r"(-?[\d.]+) -> (-?[\d.]+) after 2 \(planted model: -?[\d.]+\)", row[11]
+        ).groups()
+        assert float(end) >= float(start) - 1e-9  # EM never lowers the likelihood

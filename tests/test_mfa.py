@@ -12,6 +12,7 @@ from scipy.linalg import subspace_angles
 from scipy.optimize import linear_sum_assignment
 
 from nbhelpers.science import mfa as mfa_module
+from nbhelpers.science import mfa_init
 from nbhelpers.science.mfa import MFA
 
 
@@ -560,6 +561,164 @@ def test_load_rejects_a_file_with_nan_parameters(tmp_path):
         MFA.load(path)
 
 
+# ---------------------------------------------------------------------------- k-means initialisation
+def matched_accuracy(labels: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Share of points whose cluster maps to their planted component under the best one-to-one matching."""
+    table = np.zeros((k, k))
+    np.add.at(table, (labels, truth), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return table[rows, cols].sum() / len(truth)
+
+
+def test_kmeans_is_deterministic_for_a_seed():
+    x = torch.randn(600, 80, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    runs = [mfa_init.kmeans(x, 6, seed=s) for s in (1, 1, 2)]
+    assert torch.equal(runs[0].centres, runs[1].centres) and torch.equal(runs[0].labels, runs[1].labels)
+    assert runs[0].inertia == runs[1].inertia
+    assert not torch.equal(runs[0].labels, runs[2].labels)  # a structureless blob: the seed matters
+    _, planted = planted_data(False, n=1500)
+    fits = [MFA(3, 12, 2).fit(planted, n_iter=2, init="kmeans", seed=3, progress=False) for _ in range(2)]
+    for name, value in fits[0].state_dict().items():
+        assert torch.equal(value, fits[1].state_dict()[name]), name
+
+
+def test_kmeans_recovers_twenty_planted_components_at_least_as_well_as_sklearn():
+    """Twenty components of a planted MFA: all found with the default ten restarts, for three seeds, at a
+    sum of squares no larger than that of scikit-learn's three restarts on every point."""
+    from sklearn.cluster import KMeans
+
+    truth = random_mfa(K=20, d=300, l=4, isotropic=False, seed=7)
+    x, component = truth.sample(4000, generator=torch.Generator().manual_seed(8))
+    reference = KMeans(n_clusters=20, n_init=3, random_state=0).fit(x.numpy())
+    centres = torch.stack([x[component == k].mean(0) for k in range(20)])
+    planted = (x - centres[component]).square().sum().item()  # the planted partition's sum of squares
+    for seed in range(3):
+        ours = mfa_init.kmeans(x, 20, seed=seed)
+        assert matched_accuracy(ours.labels.numpy(), component.numpy(), 20) == 1.0
+        assert ours.inertia == pytest.approx(planted, rel=1e-9)
+        assert ours.inertia <= reference.inertia_ * (1 + 1e-9)
+    # three restarts in the sketch merge two components for seed 0, as scikit-learn's three do
+    three = mfa_init.kmeans(x, 20, n_init=3, seed=0)
+    assert matched_accuracy(three.labels.numpy(), component.numpy(), 20) < 1.0
+
+
+def test_kmeans_init_of_a_planted_mfa_matches_the_sklearn_init():
+    """On three separated components (d = 12: the PCA per cluster is exact) both inits find the same
+    clusters and so the same start; from it EM reaches the same likelihood, above the truth's."""
+    truth, x = planted_data(False)
+    ours = MFA(3, 12, 2).fit(x, n_iter=0, init="kmeans", seed=0, progress=False)
+    reference = MFA(3, 12, 2).fit(x, n_iter=0, init="sklearn-kmeans", seed=0, progress=False)
+    _, match = linear_sum_assignment(torch.cdist(reference.mu, ours.mu).numpy())
+    torch.testing.assert_close(ours.mu[match], reference.mu, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ours.log_D[match], reference.log_D, rtol=0, atol=1e-10)
+    torch.testing.assert_close(ours.log_pi[match], reference.log_pi, rtol=0, atol=1e-12)
+    for j, k in enumerate(match):  # loadings up to the sign of each PCA direction
+        torch.testing.assert_close(
+            ours.A[k] @ ours.A[k].T, reference.A[j] @ reference.A[j].T, rtol=0, atol=1e-9
+        )
+    assert ours.history_[0] == pytest.approx(reference.history_[0], rel=1e-12)
+    ours.fit(x, n_iter=10, init="current", progress=False)
+    reference.fit(x, n_iter=10, init="current", progress=False)
+    assert ours.history_[-1] == pytest.approx(reference.history_[-1], rel=1e-9)
+    assert ours.history_[-1] > truth.log_prob(x).mean().item()
+
+
+def test_kmeans_init_finds_each_cluster_subspace_in_high_dimension():
+    """d = 2000 > the 64 sketched directions: the per-cluster PCA from the sketch still finds each
+    planted subspace (angles to the truth's loadings) and every component's own points."""
+    truth = random_mfa(K=4, d=2000, l=3, isotropic=False, seed=11, noise=(0.01, 0.02))
+    x, component = truth.sample(2000, generator=torch.Generator().manual_seed(12))
+    model = MFA(4, 2000, 3).fit(x, n_iter=0, seed=0, progress=False)
+    labels = model.responsibilities(x).argmax(1)
+    assert matched_accuracy(labels.numpy(), component.numpy(), 4) == 1.0
+    _, match = linear_sum_assignment(torch.cdist(truth.mu, model.mu).numpy())
+    for k, j in enumerate(match):
+        assert subspace_angles(truth.A[k].numpy(), model.A[j].numpy()).max() < 0.02
+
+
+def test_cluster_pca_equals_the_exact_pca_per_cluster():
+    _, x = planted_data(False, n=900)
+    labels = torch.arange(900) % 3
+    mean, variance, eigval, directions, counts = mfa_init._cluster_pcas(x, labels, 3, 2, x - x.mean(0), 7)
+    assert counts.tolist() == [300.0, 300.0, 300.0]
+    for k in range(3):
+        points = x[labels == k].numpy()
+        values, vectors = np.linalg.eigh(np.cov(points, rowvar=False))
+        np.testing.assert_allclose(mean[k], points.mean(0), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(variance[k], points.var(0, ddof=1), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(eigval[k], values[::-1][:2], rtol=1e-9)
+        overlap = np.abs(directions[k].numpy() @ vectors[:, ::-1][:, :2])  # unit vectors, up to sign
+        np.testing.assert_allclose(overlap, np.eye(2), atol=1e-8)
+
+
+def test_init_subset_equals_the_drawn_rows_and_checks_data_that_may_change():
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+    rows = np.sort(np.random.default_rng(3).choice(50, size=20, replace=False))
+    chunks = list(x.split(16))  # chunks taken in part and whole
+    for data in (x, x.numpy(), chunks, lambda: iter(chunks)):
+        subset = mfa_module._Data(data, 6, 16, torch.float64, torch.device("cpu")).subset(20, seed=3)
+        assert subset.dtype == torch.float64 and torch.equal(subset, x[rows].double())
+    # a callable may give other data on another pass: fewer rows, or NaN where the first pass had none
+    for second, match in (
+        (chunks[:-1], "48 rows on a second pass, 50 on the first"),
+        (
+            [*chunks[:-1], torch.full((2, 6), float("nan"))],
+            "NaN or inf",
+        ),
+    ):
+        passes = iter([chunks, second])
+        data = mfa_module._Data(
+            lambda passes=passes: iter(next(passes)), 6, 16, torch.float64, torch.device("cpu")
+        )
+        with pytest.raises(ValueError, match=match):
+            data.subset(50, seed=3)
+
+
+def test_lloyd_reseeds_an_empty_cluster_at_the_farthest_point():
+    _, x = planted_data(False, n=600)
+    far = torch.full((1, 12), 1e3, dtype=torch.float64)
+    start = torch.cat([x[:2], far])[None]  # [1, 3, d]: nothing is nearest to the third centre
+    centres, labels, dist, _ = mfa_init._lloyd(x, mfa_init._square_norms(x), start, 50, 0.0)
+    assert torch.isfinite(centres).all() and torch.isfinite(dist).all()
+    assert torch.bincount(labels[0], minlength=3).min() > 0
+    assert (centres[0, 2] - far[0]).norm() > 100  # it left the empty spot
+
+
+def test_kmeans_with_fewer_distinct_points_than_clusters_gives_no_nan():
+    rows = torch.randn(3, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = rows.repeat(10, 1)  # three distinct points, five clusters: two stay empty
+    result = mfa_init.kmeans(x, 5, seed=0)
+    assert torch.isfinite(result.centres).all()
+    assert result.inertia == pytest.approx(0.0, abs=1e-9)
+    assert set(result.labels.tolist()) <= set(range(5))
+    with pytest.warns(RuntimeWarning, match="collapsed"):  # EM then re-seeds the two empty components
+        model = MFA(5, 40, 2).fit(x, n_iter=2, seed=0, progress=False)
+    assert all(math.isfinite(v) for v in model.history_)
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda x: mfa_init.kmeans(x[0], 2), r"x must be 2-D \[m, d\], got shape \(8,\)"),
+        (lambda x: mfa_init.kmeans(x, 0), "n_clusters must be an integer >= 1, got 0"),
+        (lambda x: mfa_init.kmeans(x, True), "n_clusters must be an integer >= 1, got True"),
+        (lambda x: mfa_init.kmeans(x, 21), "n_clusters=21 exceeds the number of points m=20"),
+        (lambda x: mfa_init.kmeans(x, 2, n_init=0), "n_init must be an integer >= 1, got 0"),
+        (lambda x: mfa_init.kmeans(x, 2, sketch_dim=2.5), "sketch_dim must be an integer >= 1, got 2.5"),
+        (lambda x: mfa_init.kmeans(x, 2, max_iter=-1), "max_iter must be an integer >= 0, got -1"),
+        (lambda x: mfa_init.kmeans(x, 2, refine_iter=-1), "refine_iter must be an integer >= 0"),
+        (lambda x: mfa_init.kmeans(x, 2, tol=-1e-3), "tol must be a number >= 0, got -0.001"),
+        (lambda x: mfa_init.kmeans(x, 2, tol=float("nan")), "tol must be a number >= 0, got nan"),
+        (lambda x: mfa_init.kmeans(x.index_fill(0, torch.tensor([3]), float("nan")), 2), "NaN or inf"),
+    ],
+)
+def test_kmeans_refuses_bad_arguments(call, match):
+    x = torch.randn(20, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match=match):
+        call(x)
+
+
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("make", "match"),
@@ -575,7 +734,10 @@ def test_load_rejects_a_file_with_nan_parameters(tmp_path):
         (lambda: MFA(2, 5, 2).fit(torch.zeros(10, 4), progress=False), r"expected \[c, 5\]"),
         (lambda: MFA(2, 5, 2).fit(torch.full((10, 5), float("nan")), progress=False), "NaN"),
         (lambda: MFA(20, 5, 2).fit(torch.randn(10, 5), progress=False), "n_components=20 exceeds"),
-        (lambda: MFA(2, 5, 2).fit(torch.randn(10, 5), init="pca", progress=False), "'kmeans', 'random'"),
+        (
+            lambda: MFA(2, 5, 2).fit(torch.randn(10, 5), init="pca", progress=False),
+            "unknown init 'pca': valid choices are 'kmeans', 'sklearn-kmeans', 'random', 'current'",
+        ),
         (lambda: MFA(2, 5, 2).fit(torch.randn(10, 5), min_variance=0, progress=False), "min_variance"),
         (lambda: MFA(2, 5, 2).fit("data.npy", progress=False), "got str"),
         (lambda: MFA.from_parameters(torch.zeros(2, 3), torch.zeros(2, 3, 1), -torch.ones(2, 3)), "positive"),

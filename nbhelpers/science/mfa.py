@@ -46,12 +46,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nbhelpers.core.checks import check_int as _check_int
 from nbhelpers.core.device import resolve_device
 from nbhelpers.core.progress import finish_early, tqdm
+from nbhelpers.science.mfa_init import cluster_start
 
 __all__ = ["MFA", "DensityTerms", "VALID_INITS", "CHUNK_BYTES", "CPU_CHUNK_BYTES"]
 
-VALID_INITS = ("kmeans", "random", "current")
+VALID_INITS = ("kmeans", "sklearn-kmeans", "random", "current")
 CHUNK_BYTES = 256 * 2**20  # cap on the size of one [chunk, d] float64 temporary
 # on CPU, temporaries below glibc's largest dynamic mmap threshold (32 MiB) are recycled by malloc
 # instead of being mapped afresh: ~20x fewer page faults and ~2x faster EM at d = 12288
@@ -71,12 +73,6 @@ def _resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if dtype in _DTYPES.values():
         return dtype
     raise ValueError(f"unsupported dtype {dtype!r}: use torch.float32 or torch.float64 ('float32'/'float64')")
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_scale(data: _Data) -> None:
@@ -155,6 +151,8 @@ class _Data:
                 f"x must be a [n, d] tensor/array, a sequence of [c, d] chunks or a callable returning an "
                 f"iterable of chunks; got {type(x).__name__}"
             )
+        # tensors, arrays and sequences give the same chunks on every pass; a callable may not
+        self._fixed = not callable(x)
         self.max_abs = 0.0
         self.n = 0
         for chunk in self.chunks():  # a first pass validates every chunk
@@ -175,17 +173,30 @@ class _Data:
                 raise ValueError(f"data chunk {i} contains NaN or inf values: clean the data before fitting")
             yield chunk
 
-    def subset(self, m: int, seed: int) -> np.ndarray:
-        """[m, d] float64 rows drawn without replacement with a seeded generator."""
+    def subset(self, m: int, seed: int) -> Tensor:
+        """[m, d] rows (in the data's order) drawn without replacement with a seeded generator, in the
+        data's dtype on its device. Each chunk is converted by its copy into one buffer (no converted
+        temporary, no gather of a chunk taken whole); data the first pass checked are not checked again."""
         rows = np.sort(np.random.default_rng(seed).choice(self.n, size=m, replace=False))
-        picked, offset = [], 0
-        for chunk in self.chunks():
+        out = torch.empty(m, self.dim, dtype=self.dtype, device=self.device)
+        offset = 0
+        for i, chunk in enumerate(self._factory()):
+            chunk = torch.as_tensor(chunk)
+            if chunk.ndim != 2 or chunk.shape[1] != self.dim:
+                raise ValueError(
+                    f"data chunk {i} has shape {tuple(chunk.shape)}; expected [c, {self.dim}] (the model's d)"
+                )
             lo, hi = np.searchsorted(rows, [offset, offset + len(chunk)])
-            if hi > lo:
-                index = torch.as_tensor(rows[lo:hi] - offset, device=chunk.device)
-                picked.append(chunk[index].double().cpu().numpy())
+            if hi - lo == len(chunk):
+                out[lo:hi] = chunk
+            elif hi > lo:
+                out[lo:hi] = chunk[torch.as_tensor(rows[lo:hi] - offset, device=chunk.device)]
             offset += len(chunk)
-        return np.concatenate(picked)
+        if offset != self.n:
+            raise ValueError(f"the data gave {offset} rows on a second pass, {self.n} on the first")
+        if not self._fixed and not torch.isfinite(out).all():
+            raise ValueError("the data contain NaN or inf values: clean the data before fitting")
+        return out
 
 
 class MFA(torch.nn.Module):
@@ -455,10 +466,13 @@ class MFA(torch.nn.Module):
 
         ``x``: [n, d] tensor/array, a sequence of [c, d] chunks, or a callable returning a fresh
         iterable of chunks (data that do not fit in memory); it may live on any device.
-        ``init``: "kmeans" (scikit-learn KMeans, 3 restarts, on ``init_points`` random samples), "random"
-        (K random samples as centres) or "current" (continue from the present parameters).
-        Both fresh inits fit a PCA per cluster: A from the top-l directions scaled by the square root
-        of their eigenvalue's excess over the residual variance, D from the residual variance.
+        ``init``: "kmeans" (k-means in torch on the model's device, of ``init_points`` random samples
+        projected on their 64 principal directions, as steps 1-2 of ``mfa_init.kmeans``),
+        "sklearn-kmeans" (scikit-learn's KMeans, 3 restarts on the samples themselves, and its PCA, on the
+        host: the start used before, ~10 EM iterations' time at d = 12288, bench/README.md), "random" (K
+        random samples as centres) or "current" (continue from the present parameters). Every fresh init
+        fits a PCA per cluster: A from the top-l directions scaled by the square root of their eigenvalue's
+        excess over the residual variance, D from the residual variance.
         Each iteration accumulates the full-data sufficient statistics chunk by chunk (``batch_size``
         rows per chunk, all in float64), then updates [A mu] jointly in
         float64; D is floored at ``min_variance``. A component whose responsibility
@@ -535,44 +549,23 @@ class MFA(torch.nn.Module):
                 bar.update()
             finish_early(bar)  # converged before n_iter
 
-    def _initialise(self, x: np.ndarray, init: str, seed: int, min_variance: float) -> None:
-        """k-means or random-centre clustering of x [m, d], then a PCA per cluster."""
-        from sklearn.cluster import KMeans
-        from sklearn.decomposition import PCA
-        from sklearn.metrics import pairwise_distances_argmin
-
+    def _initialise(self, x: Tensor, init: str, seed: int, min_variance: float) -> None:
+        """Cluster x [m, d] (float64, on the model's device) and fit a PPCA per cluster
+        (``mfa_init.cluster_start``): A [d, l] from each cluster's top-l directions scaled by the square
+        root of their eigenvalue's excess over the residual variance, D [d] the residual variance (its mean
+        over d - l, the PPCA noise estimate, when isotropic); pi is the cluster's share of x."""
         K, d, l = self.K, self.d, self.l  # noqa: E741
-        if init == "kmeans":
-            # three k-means++ restarts: a single one merged two of 20 planted clusters at d = 12288
-            labels = KMeans(n_clusters=K, n_init=3, random_state=seed).fit(x).labels_
-        else:
-            centres = x[np.random.default_rng(seed).choice(len(x), size=K, replace=False)]
-            labels = pairwise_distances_argmin(x, centres)
-
-        def pca(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """Loadings [d, l] and residual variances [d] of points [m_k, d]."""
-            model = PCA(n_components=l, random_state=seed).fit(points)
-            residual = points.var(0, ddof=1) - model.explained_variance_ @ model.components_**2
-            residual = np.maximum(residual, min_variance)
-            sigma2 = residual.sum() / (d - l)  # the PPCA noise estimate
-            excess = np.maximum(model.explained_variance_ - sigma2, min_variance)
-            loadings = model.components_.T * np.sqrt(excess)
-            return loadings, np.full(d, sigma2) if self.isotropic else residual
-
-        fallback = None
-        mu, A, D = np.empty((K, d)), np.empty((K, d, l)), np.empty((K, d))
-        counts = np.bincount(labels, minlength=K).astype(np.float64)
-        # clusters have ragged sizes, so this one-off PCA loops over them
-        for k in range(K):
-            points = x[labels == k]
-            mu[k] = points.mean(0) if len(points) else x[k]
-            if len(points) >= l + 2:
-                A[k], D[k] = pca(points)
-            else:  # too few points for an l-dimensional subspace: borrow the global one
-                fallback = pca(x) if fallback is None else fallback
-                A[k], D[k] = fallback
-        weights = np.maximum(counts, 1.0)
-        self._set(*(torch.from_numpy(v) for v in (np.log(weights / weights.sum()), mu, A, np.log(D))))
+        mean, variance, eigval, directions, counts = cluster_start(
+            x, K, l, init, seed, self._rows_per_chunk()
+        )
+        explained = torch.einsum("kl,kld->kd", eigval, directions.square())
+        residual = (variance - explained).clamp_min(min_variance)  # [K, d]
+        sigma2 = residual.sum(1, keepdim=True) / (d - l)  # [K, 1] the PPCA noise estimate
+        excess = (eigval - sigma2).clamp_min(min_variance)  # [K, l]
+        A = directions.mT * excess.sqrt()[:, None, :]  # [K, d, l]
+        D = sigma2.expand(K, d) if self.isotropic else residual
+        weights = counts.clamp_min(1.0)
+        self._set((weights / weights.sum()).log(), mean, A, D.log())
 
     @torch.no_grad()
     def _e_step(self, data: _Data, with_stats: bool) -> _Stats:
