@@ -286,8 +286,9 @@ def test_the_readings_table_sets_records_and_chapter_results_beside_the_paper(to
     _, sym, asym = toy
     folder = Path(__file__).parents[1] / "results" / "paper" / "fidelity"
     records = figures.readings_table(folder)
-    symmetric = records[records["reading"] == "symmetric"].iloc[0]
-    assert symmetric["task"] == "MNIST / 0 vs 6" and symmetric["attacks"] == "gradient+cw+fmn"
+    mnist = records[records["task"] == "MNIST / 0 vs 6"]
+    symmetric = mnist[mnist["reading"] == "symmetric"].iloc[0]
+    assert symmetric["attacks"] == "gradient+cw+fmn"
     assert symmetric["clean accuracy"] == 0.864 and symmetric["evaluated"] == 864
     assert symmetric["mean L2"] == pytest.approx(0.4081, abs=1e-4)
     assert symmetric["outlier share, regular samples"] == 1.0 and symmetric["paper: mean L2"] == 0.5
