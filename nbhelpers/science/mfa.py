@@ -31,6 +31,8 @@ parameters change; ``BayesClassifier`` evaluates its class densities with them.
 
 Every computation is batched over components ([K, ...] tensors, no Python loop over k) and
 chunked over samples so that one [chunk, d] temporary stays under ``CHUNK_BYTES`` (smaller on CPU).
+A fit starts from k-means clusters of a sample of the data and a PCA per cluster, computed on the fit's
+device (``nbhelpers.science.mfa_init``).
 """
 
 from __future__ import annotations
