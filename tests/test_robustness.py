@@ -292,6 +292,9 @@ def test_the_readings_table_sets_records_and_chapter_results_beside_the_paper(to
     assert symmetric["clean accuracy"] == 0.864 and symmetric["evaluated"] == 864
     assert symmetric["mean L2"] == pytest.approx(0.4081, abs=1e-4)
     assert symmetric["outlier share, regular samples"] == 1.0 and symmetric["paper: mean L2"] == 0.5
+    # the authors' variance floor on MNIST: the asymmetric pair far more fragile than the paper's
+    floor = mnist[mnist["variance floor"] == "1e-06"].iloc[0]
+    assert floor["reading"] == "fitted" and floor["mean L2"] == pytest.approx(0.210, abs=1e-3)
     # a chapter 3 result of a task of Figures 4/12 joins as the reading it ran with; other tasks stay out
     result = rb.chapter3_result(sym, asym)
     ours = dataclasses.replace(result, dataset="celeba", attribute="Male")

@@ -467,6 +467,7 @@ def readings_table(folder: str | os.PathLike, results: ResultSet | None = None) 
     table["order"] = table["task"].map(order)
     table = table.sort_values(["order", "reading", "source"], kind="stable").drop(columns="order")
     table["task"] = [task_label(*task) for task in table["task"]]
+    table["variance floor"] = [f"{floor:g}" for floor in table["variance floor"]]  # 0.0001, 1e-06
     return table[READINGS_COLUMNS].astype({c: float for c in READINGS_COLUMNS[5:10]}).reset_index(drop=True)
 
 
@@ -499,7 +500,8 @@ def plot_readings(table: pd.DataFrame) -> Figure:
             ax.text(
                 left + (i + 0.5) * step,
                 row[6],
-                "3 attacks" if row.attacks.count("+") == 2 else row.attacks.replace("+", "\n"),
+                ("3 attacks" if row.attacks.count("+") == 2 else row.attacks.replace("+", "\n"))
+                + ("" if row[2] == "0.0001" else f"\nfloor {row[2]}"),
                 ha="center",
                 va="bottom",
                 fontsize=7,
