@@ -57,7 +57,6 @@ from nbhelpers.science.datasets import (
     OUTLIER_SIGMA,
     TaskModels,
     check_min_variance,
-    sample_dataset,
 )
 
 VARIANTS = ("symmetric", "asymmetric")
@@ -187,16 +186,11 @@ def attack_numbers(evaluation: ch3_bayes.BayesEvaluation) -> dict[str, dict[str,
     return out
 
 
-def outlier_numbers(evaluation: ch3_bayes.BayesEvaluation, pair: tuple, seed: int) -> dict[str, Any]:
+def outlier_numbers(evaluation: ch3_bayes.BayesEvaluation) -> dict[str, Any]:
     """Asymmetric variant: which of the attacked samples the outliers drew, and how many adversarials the
     other class's outlier holds, over all evaluated samples and over those of each origin."""
     n = len(evaluation.y)
-    x, y, component = sample_dataset(
-        pair, math.ceil(n / 2), seed=ch3_bayes.ATTACK_SEED_OFFSET + seed, components=True
-    )
-    if not np.array_equal(x[:n], evaluation.x.numpy()) or not np.array_equal(y[:n], evaluation.y.numpy()):
-        raise RuntimeError("the redrawn samples differ from the attacked ones: sample_dataset changed")
-    y, component = y[:n], component[:n]
+    y, component = evaluation.y.numpy(), evaluation.drawn_component
     last = np.asarray(evaluation.n_components) - 1  # the outlier is each class's last component
     from_outlier = component == last[y]
     held = evaluation.adv_component == last[1 - y]
@@ -242,7 +236,7 @@ def variant_numbers(
         "attacks": attack_numbers(evaluation),
     }
     if variant == "asymmetric":
-        out["outliers"] = outlier_numbers(evaluation, models.pair(variant), args.seed)
+        out["outliers"] = outlier_numbers(evaluation)
     else:
         distance, radius = evaluation.bound_means()
         out["subspace_distance_mean"] = _float(distance)

@@ -44,7 +44,14 @@ from nbhelpers.core.device import resolve_device
 from nbhelpers.science.attacks import AttackResult, L2ComponentGradientAttack, check_attack_names
 from nbhelpers.science.bounds import SubspaceDistances, certified_radius, nearest_subspace_distances
 from nbhelpers.science.classifier import BayesClassifier
-from nbhelpers.science.datasets import TaskModels, make_asymmetric, make_symmetric, sample_dataset
+from nbhelpers.science.datasets import (
+    ASYMMETRIC_BASE,
+    MIN_VARIANCE,
+    TaskModels,
+    make_asymmetric,
+    make_symmetric,
+    sample_dataset,
+)
 from nbhelpers.science.report import RobustnessReport, report_from_attacks
 
 CHAPTER = BAYES
@@ -87,8 +94,8 @@ class BayesEvaluation:
     certified: np.ndarray | None
     distances: SubspaceDistances | None
     seconds: float
-    asymmetric_base: str = "fitted"
-    min_variance: float = 1e-4
+    asymmetric_base: str = ASYMMETRIC_BASE
+    min_variance: float = MIN_VARIANCE
     drawn_component: np.ndarray | None = None
 
     @property

@@ -26,7 +26,7 @@ from nbhelpers.chapters.plotting import empty_note, legend_right, show_image, ya
 from nbhelpers.chapters.resultset import ResultSet, task_label, task_labels, task_order
 from nbhelpers.science.bounds import SubspaceDistances
 from nbhelpers.science.data import to_hwc
-from nbhelpers.science.datasets import OUTLIER_SIGMA, SYMMETRIC_SIGMA
+from nbhelpers.science.datasets import ASYMMETRIC_BASE, MIN_VARIANCE, OUTLIER_SIGMA, SYMMETRIC_SIGMA
 from nbhelpers.science.report import PERCEPTIBLE_LEVELS, PIXEL_BINS
 
 
@@ -425,8 +425,8 @@ def readings_table(folder: str | os.PathLike, results: ResultSet | None = None) 
             rows.append(
                 {
                     "task": task,
-                    "reading": result.params.get("asymmetric_base", "fitted"),
-                    "variance floor": result.params.get("min_variance", 1e-4),
+                    "reading": result.params.get("asymmetric_base", ASYMMETRIC_BASE),
+                    "variance floor": result.params.get("min_variance", MIN_VARIANCE),
                     "attacks": "+".join(result.params.get("attacks", [])),
                     "source": "chapter 3",
                     "clean accuracy": report["clean_accuracy"],

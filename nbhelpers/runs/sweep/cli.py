@@ -141,6 +141,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _print_settings(plan: Plan, folders: str) -> None:
+    """Lines both plan printouts share: extra parameters per chapter, ``folders``, what is left out."""
+    chapter_params = {run.chapter: run.extra_parameters() for run in plan.runs if run.extra}
+    for chapter, params in chapter_params.items():
+        print(f"  parameters of {chapter}: {', '.join(f'{k}={v!r}' for k, v in params.items())}")
+    print(folders)
+    for note in plan.left_out:
+        print(f"  left out: {note}")
+
+
 def _print_plan(plan: Plan, dry_run: bool) -> None:
     current_code = code_version()
     reasons = [stale_reason(run, current_code, plan.keep_finished) for run in plan.runs]
@@ -149,12 +159,7 @@ def _print_plan(plan: Plan, dry_run: bool) -> None:
     runs = f"{len(plan.runs)} run{'s' if len(plan.runs) != 1 else ''}"
     print(f"{runs} ({todo} to run, {len(plan.runs) - todo} up to date)")
     print(f"  profile {first.profile}, device {plan.device}, engine {first.engine}")
-    chapter_params = {run.chapter: run.extra_parameters() for run in plan.runs if run.extra}
-    for chapter, params in chapter_params.items():
-        print(f"  parameters of {chapter}: {', '.join(f'{k}={v!r}' for k, v in params.items())}")
-    print(f"  notebooks and logs: {first.out_dir}\n  results: {first.result_path.parent}")
-    for note in plan.left_out:
-        print(f"  left out: {note}")
+    _print_settings(plan, f"  notebooks and logs: {first.out_dir}\n  results: {first.result_path.parent}")
     if dry_run:
         for run, reason in zip(plan.runs, reasons, strict=True):
             status = f"run   ({reason})" if reason else "skip  (up to date)"
@@ -232,12 +237,7 @@ def _print_estimates(
     if hardware.device_type == "cuda" and not hardware.gpu:
         planned = "planned for cuda; no GPU here, so timings of any GPU count"
     print(f"  profile {first.profile}, device {plan.device} ({planned}), {workers}")
-    chapter_params = {run.chapter: run.extra_parameters() for run in plan.runs if run.extra}
-    for chapter, params in chapter_params.items():
-        print(f"  parameters of {chapter}: {', '.join(f'{k}={v!r}' for k, v in params.items())}")
-    print(f"  results: {first.result_path.parent}")
-    for note in plan.left_out:
-        print(f"  left out: {note}")
+    _print_settings(plan, f"  results: {first.result_path.parent}")
     if not todo:
         print("nothing to do")
         return
