@@ -9,10 +9,13 @@ the chapter and every task's in the summary; Figure 7 from the attacked images.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -32,6 +35,7 @@ from nbhelpers.chapters.plotting import (
     empty_note,
     grouped_bars,
     legend_right,
+    model_label,
     plot_examples,
     yardsticks,
 )
@@ -400,6 +404,55 @@ def plot_figure7(
     fig = plot_examples(evaluation, n_show, class_names, paper_mean_l2(dataset, attribute), side="histograms")
     fig.suptitle("adversarial examples and magnified perturbations; right: per-pixel changes", fontsize=10)
     return fig
+
+
+#: Rows of ``svm_attacks_table``: a record's attack key -> what it is.
+SVM_ATTACK_ROWS: dict[str, str] = {
+    "cw": "CW-L2 alone, the paper's settings",
+    "fmn": "FMN alone",
+    "ddn": "DDN alone",
+    "best_of": "best of CW-L2, FMN, DDN (chapter 4)",
+}
+
+
+def svm_attacks_table(folder: str | os.PathLike) -> pd.DataFrame:
+    """Each attack alone on an SVM, beside chapter 4's best-of, from the records of ``scripts/svm_attacks.py``
+    in ``folder``: a row per record and attack (CW-L2 with the paper's 3 binary-search steps and with more,
+    FMN, DDN, the best of the three) with the samples' clean accuracy, the attack's success rate on the
+    correctly classified ones, the adversarial accuracy (correct and not flipped; with a clean accuracy of
+    100% the paper's bracket in Table 1 counts the same) and the mean L2 of the flips, beside the paper's
+    adversarial accuracy for the task and model (Table 1). Empty when there is no record."""
+    columns = ["task", "model", "attack", "clean accuracy", "success rate", "adversarial accuracy", "mean L2"]
+    rows = []
+    for path in sorted(Path(folder).glob("*.json")):
+        record = json.loads(path.read_text())
+        searches = record["budget"]["cw_binary_search_steps"]
+        attacks = {**record["attacks"], "best_of": record["best_of"]}
+        keys = [k for k in ("cw", *sorted(k for k in attacks if k.startswith("cw_"))) if k in attacks]
+        keys += [k for k in ("fmn", "ddn", "best_of") if k in attacks]
+        task = (record["dataset"], record["attribute"])
+        paper = pv.TABLE1.get(task, {}).get(record["model"], (math.nan, math.nan))
+        for key in keys:
+            numbers = attacks[key]
+            if key.startswith("cw_"):
+                label = f"CW-L2 alone, {key.split('_')[1]} binary-search steps (paper: {searches})"
+            else:
+                label = SVM_ATTACK_ROWS[key]
+            rows.append(
+                {
+                    "task": task_label(*task),
+                    "model": model_label(record["model"]),
+                    "attack": label,
+                    "clean accuracy": numbers["clean_accuracy"],
+                    "success rate": numbers["success_rate"],
+                    "adversarial accuracy": numbers["adversarial_accuracy"],
+                    "mean L2": numbers["mean_l2"],
+                    "paper: adversarial accuracy": paper[1],
+                }
+            )
+    if not rows:
+        return pd.DataFrame(columns=[*columns, "paper: adversarial accuracy"])
+    return pd.DataFrame(rows).astype({"success rate": float, "mean L2": float})
 
 
 def figure8_table(results: ResultSet) -> pd.DataFrame:
