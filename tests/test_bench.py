@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import re
 import sys
+from dataclasses import replace
 
+import pytest
 import torch
 from torch import nn
 
@@ -112,3 +116,191 @@ def test_mfa_bench_times_each_init_and_seed_side_by_side(capsys):
             r"(-?[\d.]+) -> (-?[\d.]+) after 2 \(planted model: -?[\d.]+\)", row[11]
         ).groups()
         assert float(end) >= float(start) - 1e-9  # EM never lowers the likelihood
+
+
+def test_stage_bench_extrapolates_attacks_per_batch_and_svm_fits_by_the_measured_power(monkeypatch):
+    bench = _load("bench_stages")
+    clock = [0.0]
+    monkeypatch.setattr(bench, "clock", lambda: clock[0])
+
+    def spend(seconds: float, value: object = None) -> object:
+        clock[0] += seconds
+        return value
+
+    profiler = bench.Profiler("test")
+    # an attack of 1 + 0.5 b seconds per batch of b samples (timed at 1 and 4), batches of 128: 8 for 1000
+    stage = bench.attack_stage(profiler, "4", "attack", lambda m: spend(1 + 0.5 * m), 4, 1000, 128)
+    assert stage.seconds == 3.0 and stage.scaling.startswith("1.00 s per batch of 128 + 0.500 s per sample")
+    assert stage.extrapolated == 8 * 1 + 0.5 * 1000
+    # an RBF SVM with 10 times the support vectors: the per-sample part grows, the per-batch one not
+    stage = bench.attack_stage(profiler, "4", "attack", lambda m: spend(1 + 0.5 * m), 4, 1000, 128, work=10)
+    assert stage.extrapolated == 8 * 1 + 0.5 * 1000 * 10
+    # work that grows like n^2: 2 s at n / 2 = 100, 8 s at n = 200, so 800 s at 2000
+    out = bench.two_sizes(profiler, "4", "fit", lambda m: spend(8 * (m / 200) ** 2, m), 200, 2000)
+    assert out == 200
+    fit = profiler.stages[-1]
+    assert (fit.seconds, fit.exponent) == (8.0, 2.0)
+    assert fit.extrapolated == pytest.approx(800.0, rel=1e-12)
+    # CNN training: 5 s to build, 0.01 s per sample: 1000 samples take 15 s, the paper's 400,000 4005 s
+    cnn = bench.affine_stage(profiler, "4", "CNN", lambda m: spend(5 + 0.01 * m, m), 1000, 400000, "samples")
+    assert cnn == 1000 and profiler.stages[-1].seconds == pytest.approx(15.0, rel=1e-12)
+    assert profiler.stages[-1].extrapolated == pytest.approx(5 + 0.01 * 400000, rel=1e-12)
+    # the once-per-run and linear stages; a lever is left out of the totals
+    linear = bench.Stage("4", "CNN", 2.0, **bench.linear(1000, 400000, "samples x epochs"))
+    assert linear.extrapolated == 800.0
+    assert bench.Stage("4", "write", 0.5).extrapolated == 0.5
+    profiler.add(bench.Stage("4", "lever", 100.0, in_total=False))
+    total = profiler.totals()["4"]
+    assert total["measured"] == pytest.approx(sum(s.seconds for s in profiler.stages[:-1]))
+
+
+def _table(out: str, task: str) -> list[list[str]]:
+    lines = out.split(f"#### {task}\n", 1)[1].splitlines()
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[3:] if line.startswith("| ")]
+
+
+def _names(chapter: str, names: list[str]) -> list[tuple[str, str]]:
+    return [(chapter, name) for name in names]
+
+
+def _mfa_names(suffix: str = "") -> list[tuple[str, str]]:
+    parts = ["init kmeans", "log-likelihood pass", "EM"]
+    names = [f"MFA {part} (class {c})" for c in (0, 1) for part in parts]
+    names += [f"MFA init sklearn-kmeans (class {c}){suffix}" for c in (0, 1) if suffix]
+    names += [
+        "data loading (all training images)",
+        "outlier direction (PCA of all images) and the derived pairs",
+    ]
+    return _names("2", [*names, "model cache write"])
+
+
+def _learned_names(chapter: str, models: tuple[str, ...]) -> list[tuple[str, str]]:
+    lever = "RBF SVM: gamma search and fit, distances shared (lever, not in total)"
+    names = ["linear SVM fit", "RBF SVM: gamma search and fit", lever, "result writing"]
+    names += [f"attack {a} ({m})" for m in models for a in ("cw", "fmn", "ddn")]
+    return _names(chapter, [*names, "evaluate_models: test accuracy and reports, attacks reused"])
+
+
+def _run_and_check(bench, argv: list[str], json_path, capsys, expected: list[tuple[str, str]]):
+    """Run the bench on one task; check its stages, their scaling, the totals, and the table against the
+    JSON. Names are compared with the class sizes (N, K, l) and chapter 5's epochs left out."""
+    checkpoints_env = os.environ["NBHELPERS_CHECKPOINTS_DIR"]
+    (profiler,) = bench.main([*argv, "--device", "cpu", "--json", str(json_path)])
+    out = capsys.readouterr().out
+    assert os.environ["NBHELPERS_CHECKPOINTS_DIR"] == checkpoints_env  # the folders given back
+    start = r"^device cpu, torch .+ threads, .+ cores; load average \(1 min\) at start: [\d.]+$"
+    assert re.search(start, out, re.M) and re.search(
+        r"^load average \(1 min\) at the end: [\d.]+$", out, re.M
+    )
+    sizes = r" \(class (\d): N = \d+, K = \d+, l = \d+\)| \(paper: \d+ epochs over \d+ faces\)"
+    names = [
+        (s.chapter, re.sub(sizes, lambda m: f" (class {m[1]})" if m[1] else "", s.name))
+        for s in profiler.stages
+    ]
+    assert sorted(names) == sorted(expected)
+    for s in profiler.stages:
+        assert s.seconds > 0, s
+        if s.scaling == "once":
+            assert s.extrapolated == s.seconds, s
+        elif s.paper_size is None or s.paper_size > s.size:  # scaled up to the paper's size
+            assert s.extrapolated >= s.seconds * (1 - 1e-12), s
+    assert all(lever["same_gamma"] for lever in profiler.notes.values()) and profiler.notes
+    # the chapters' own evaluations reused every attack (and the bounds) the bench timed before them
+    timed = {re.fullmatch(r"attack (\w+) \((?:Bayes, )?(\w+)\)", name) for _, name in names} - {None}
+    reused = {f"attack_{m[2]}_{m[1]}" for m in timed if m is not None}
+    reused |= (
+        {"bounds_symmetric"}
+        if ("3", "certified radius and subspace distances (symmetric)") in names
+        else set()
+    )
+    assert reused == set(re.findall(r"^\[checkpoint\] (\w+): loaded", out, re.M))
+
+    report = json.loads(json_path.read_text())
+    assert report["machine"].startswith("device cpu, torch ")
+    assert set(report["load_average_1min"]) == {"start", "end"}
+    (task,) = report["tasks"]
+    assert task["task"] == profiler.task and len(task["stages"]) == len(expected)
+    for chapter, total in task["totals"].items():  # the sums of the chapter's counted stages
+        counted = [s for s in task["stages"] if s["chapter"] == chapter and s["in_total"]]
+        assert total["measured"] == pytest.approx(sum(s["seconds"] for s in counted), rel=1e-12)
+        assert total["extrapolated"] == pytest.approx(sum(s["extrapolated"] for s in counted), rel=1e-12)
+    assert {s["chapter"] for s in task["stages"]} == set(task["totals"])
+    assert all(("not in total" in s["name"]) != s["in_total"] for s in task["stages"])
+
+    rows = _table(out, profiler.task)  # the printed table says what the JSON says
+    stage_rows, total_rows = rows[: len(task["stages"])], rows[len(task["stages"]) :]
+    for row, s in zip(stage_rows, task["stages"], strict=True):
+        at = "" if s["size"] is None else f"{s['size']:g} {s['unit']}"
+        paper = "" if s["paper_size"] is None else f"{s['paper_size']:g}"
+        cells = [
+            s["chapter"],
+            s["name"],
+            f"{s['seconds']:.2f}",
+            at,
+            s["scaling"],
+            paper,
+            f"{s['extrapolated']:,.1f}",
+        ]
+        assert row == cells
+    assert [row[:3] + [row[6].split("**")[1]] for row in total_rows] == [
+        [chapter, "**total**", f"{t['measured']:.2f}", f"{t['extrapolated']:,.1f}"]
+        for chapter, t in task["totals"].items()
+    ]
+
+
+@pytest.fixture
+def fewer_attack_steps(monkeypatch):
+    """The bench script, with the paper profile's attacks at a tenth of their steps (so that a test takes
+    seconds, not minutes); every other setting is the paper's. Data: the sample shipped with the package."""
+    from nbhelpers.chapters import profiles
+
+    monkeypatch.delenv("NBHELPERS_DATA_DIR", raising=False)
+    bench = _load("bench_stages")
+    paper = profiles.get_profile("paper")
+    fewer = replace(paper, attacks=replace(paper.attacks, cw_steps=50, min_norm_steps=100))
+    monkeypatch.setitem(profiles.PROFILES, "paper", fewer)
+    monkeypatch.setattr(bench, "PAPER", fewer)
+    return bench
+
+
+TINY = [
+    "--em-iters",
+    "1",
+    "--n-attack",
+    "2",
+    "--train-per-class",
+    "20",
+    "--test-per-class",
+    "10",
+    "--svm-n",
+    "40",
+]
+
+
+def test_stage_bench_times_every_stage_of_chapters_3_and_4_on_mnist(fewer_attack_steps, tmp_path, capsys):
+    chapter3 = []
+    for variant in ("symmetric", "asymmetric"):
+        chapter3 += [f"sampling 1000 attacked samples ({variant})"]
+        chapter3 += [f"attack {a} (Bayes, {variant})" for a in ("gradient", "cw", "fmn")]
+        chapter3 += [
+            f"evaluate_bayes bookkeeping, attacks reused ({variant})",
+            f"step-halving check ({variant})",
+        ]
+    chapter3 += ["certified radius and subspace distances (symmetric)", "result writing"]
+    chapter4 = ["sampling the symmetric sets", "CNN training", "attack gradient (bayes)"]
+    expected = _mfa_names() + _names("3", chapter3) + _names("4", chapter4)
+    expected += _learned_names("4", ("bayes", "cnn", "linear_svm", "rbf_svm"))
+    argv = ["--tasks", "mnist:0_vs_6", "--chapters", "3", "4", *TINY]
+    _run_and_check(fewer_attack_steps, argv, tmp_path / "stages.json", capsys, expected)
+
+
+def test_stage_bench_times_chapter_5_and_the_jpeg_copy_on_celeba(fewer_attack_steps, tmp_path, capsys):
+    table3 = "Table 3's symmetric CNN: "  # chapter 4 not profiled: its sets and CNN timed in chapter 5
+    chapter5 = ["data loading (real faces, 10,000 per class at most)", "CNN training"]
+    chapter5 += [f"{table3}sampling the symmetric sets", f"{table3}CNN training"]
+    chapter5 += ["Bayes-optimal classifiers on the real test faces (Table 3)"]
+    expected = _names("-", ["JPEG pack (once, before a GPU run)", "JPEG unpack (once per GPU machine)"])
+    expected += _mfa_names(" (alternative, not in total)") + _names("5", chapter5)
+    expected += _learned_names("5", ("cnn", "linear_svm", "rbf_svm"))
+    argv = ["--tasks", "celeba:Male", "--chapters", "5", "--jpeg", "--inits", "sklearn-kmeans", *TINY]
+    _run_and_check(fewer_attack_steps, argv, tmp_path / "stages.json", capsys, expected)
