@@ -1,4 +1,4 @@
-"""scripts/svm_attacks.py: each of chapter 4's attacks alone on an SVM, beside their best-of, as one record."""
+"""scripts/svm_attacks.py: chapter 4's attacks each alone on an SVM, beside their best-of, as one record."""
 
 from __future__ import annotations
 
