@@ -207,10 +207,12 @@ def attack_stage(
     """Time attack(n // 2) and attack(n): one batch of b samples costs a + c b (a: the per-step work that
     does not grow with the batch), so the paper's N samples in batches of ``batch`` cost
     ceil(N / batch) a + c N ``work`` (``work``: the per-sample cost relative to the measured model's).
-    Not attack(1): an attack on a single sample may stop early (CW-L2's abort_early, FMN's and DDN's
-    convergence) and cost a fraction of a batch, which made c absurd (CW-L2 on the Bayes-optimal
-    classifier of Male: 20 s for one face, 211 s for four). Where the two times differ by less than the
-    noise (c < 0), c = 0 and a is their mean."""
+    At a few samples c drowns in the noise: on a shared CPU CW-L2 on Male's Bayes-optimal classifier took
+    20 s for one face and 211 s for four (c = 64 s, 17.7 h projected), on a quiet one 8.3 s for two and
+    7.6 s for four (c = 0, 64 s projected), while chapter 3's 1000 faces take 13-17 min there. So on a CPU,
+    where a full batch costs far more than a few samples, take --n-attack near the batch (e.g. 64); on a
+    GPU a batch costs about what a few samples do. Where the two times differ by less than the noise
+    (c < 0), c = 0 and a is their mean."""
     half = max(1, n // 2)
     _, t_half = timed(lambda: attack(half))
     _, t_full = timed(lambda: attack(n))
