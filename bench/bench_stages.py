@@ -409,7 +409,7 @@ def train_svms(
     side by side. The CNN is left out of the returned classifiers."""
     gammas = PAPER.models.svm_gammas
     n = min(args.svm_n, len(data.y_train))
-    rows = np.sort(np.random.default_rng(0).permutation(len(data.y_train))[:n])
+    rows = learned.svm_training_rows(len(data.y_train), n, 0)
     x, y = data.x_train[rows], data.y_train[rows]
     linear_svm = two_sizes(
         profiler,

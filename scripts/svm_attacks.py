@@ -6,8 +6,8 @@ The paper attacked its SVMs with CleverHans' CW-L2 alone (appendix C.1: 500 iter
 steps, learning rate 0.01) and reports adversarial accuracies of 4-8% for the RBF SVM on MNIST (Table 1);
 chapter 4 keeps, per sample, the smallest perturbation of CW-L2, FMN and DDN and finds almost none left.
 This script shows which of the two the attack decides: it builds the task's models and chapter 4's
-symmetric samples (``--profile``, default ``paper``), trains the SVM as chapter 4 does
-(``learned.train_classifiers``' rows and ``fit_rbf_svm`` / ``fit_linear_svm``), attacks the chapter's
+symmetric samples (``--profile``, default ``paper``), trains the SVM as chapter 4 does (its rows by
+``learned.svm_training_rows``, then ``fit_rbf_svm`` / ``fit_linear_svm``), attacks the chapter's
 attacked samples with each attack alone (``evaluation.evaluate_models``) and with CW-L2 at more
 binary-search steps (``--cw-binary-search-steps``), and writes one JSON record into ``--out-dir`` (default
 ``results/paper/svm_attacks``): per attack its success rate, adversarial accuracy and mean L2, and the same
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from nbhelpers.chapters.evaluation import DEFAULT_ATTACKS, attack_table, evaluate_models
-from nbhelpers.chapters.learned import fit_linear_svm, fit_rbf_svm, symmetric_data
+from nbhelpers.chapters.learned import fit_linear_svm, fit_rbf_svm, svm_training_rows, symmetric_data
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.chapters.task_models import build_task_models
 from nbhelpers.core.io import write_json_atomic
@@ -54,11 +54,6 @@ def log(message: str) -> None:
 def _float(value: float) -> float | None:
     """JSON has no NaN: an undefined number is stored as null."""
     return float(value) if math.isfinite(value) else None
-
-
-def svm_rows(n_train: int, cap: int, seed: int) -> np.ndarray:
-    """The training rows chapter 4 gives its SVMs (``learned.train_classifiers``): a seeded subset."""
-    return np.sort(np.random.default_rng(seed).permutation(n_train)[:cap])
 
 
 def numbers(l2: torch.Tensor, clean_pred: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
@@ -159,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         args.dataset, args.attribute, args.profile, args.seed, args.device, data_dir=args.data_dir
     )
     data = symmetric_data(models, "symmetric", seed=args.seed)
-    rows = svm_rows(len(data.y_train), sizes.models.svm_max_train, args.seed)
+    rows = svm_training_rows(len(data.y_train), sizes.models.svm_max_train, args.seed)
     x_svm, y_svm = data.x_train[rows].astype(np.float32), data.y_train[rows]
     log(f"training the {args.model} on {len(rows)} samples")
     if args.model == "rbf_svm":

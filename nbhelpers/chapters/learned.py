@@ -215,6 +215,11 @@ def fit_rbf_svm(
     return Fitted(module, time.perf_counter() - start, gamma, table)
 
 
+def svm_training_rows(n_train: int, cap: int, seed: int) -> np.ndarray:
+    """The rows [min(n_train, cap)] of a training set the SVMs see: a seeded random subset, sorted."""
+    return np.sort(np.random.default_rng(seed).permutation(n_train)[:cap])
+
+
 def train_classifiers(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -246,7 +251,7 @@ def train_classifiers(
     cap = sizes.svm_max_train if svm_max_train is None else svm_max_train
     if isinstance(cap, bool) or not isinstance(cap, int | np.integer) or cap < 2:
         raise ValueError(f"svm_max_train must be an integer >= 2 (both classes), got {cap!r}")
-    svm_rows = np.sort(np.random.default_rng(seed).permutation(len(y_train))[:cap])
+    svm_rows = svm_training_rows(len(y_train), cap, seed)
     x_svm, y_svm = x_train[svm_rows], y_train[svm_rows]
     fitted: dict[str, Fitted] = {}
     for name in tqdm(LEARNED, desc="training", disable=not progress, leave=False):
