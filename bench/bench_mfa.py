@@ -201,8 +201,8 @@ def row(
     planted = "" if fit.reference is None else f" (planted model: {fit.reference:.1f})"
     seed = f", seed {fit.seed + offset}" if args.fit_seeds > 1 else ""
     print(
-        f"| {fit.name} | {n} | {d} | {fit.K} | {fit.l} | {init}{seed} | {r['init']:.2f} | "
-        f"{r['init'] / r['iter']:.1f} | {r['pass']:.3f} | {r['iter']:.3f} | {gflops:.1f}{peak} | "
+        f"| {fit.name} | {n} | {d} | {fit.K} | {fit.l} | {init}{seed} | {r['init']:.3g} | "
+        f"{r['init'] / r['iter']:.1f} | {r['pass']:.3g} | {r['iter']:.3g} | {gflops:.1f}{peak} | "
         f"{r['start']:.2f} -> {r['end']:.2f} after {fit.iters}{planted} |",
         flush=True,
     )

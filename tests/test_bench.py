@@ -111,7 +111,8 @@ def test_mfa_bench_times_each_init_and_seed_side_by_side(capsys):
         "sklearn-kmeans, seed 1",
     ]
     for row in rows:
-        assert float(row[6]) >= 0 and float(row[9]) > 0  # init and EM iteration seconds
+        # init and EM iteration seconds, printed to three significant digits so a fast machine is not 0
+        assert float(row[6]) > 0 and float(row[9]) > 0
         start, end = re.fullmatch(
             r"(-?[\d.]+) -> (-?[\d.]+) after 2 \(planted model: -?[\d.]+\)", row[11]
         ).groups()
