@@ -1028,7 +1028,7 @@ def test_estimates_prefer_this_run_then_the_chapter_then_the_model(tmp_path):
     first = estimate(smiling)
     assert (first.seconds, first.level) == (360, "model")
     assert "chapter 4 on one H100 without Figure 8: 6 min 0 s on Male" in first.basis
-    assert estimate(planned("celeba:Smiling")).seconds == 360 + 3600  # with Figure 8's sweeps
+    assert estimate(planned("celeba:Smiling")).seconds == 360 + 1100  # with Figure 8's sweeps
     assert estimate(planned("mnist:0_vs_6", figure8=False, n_attack=200)).basis.endswith(
         "not modelled: n_attack=200"
     )

@@ -53,10 +53,12 @@ class ModelTime:
 Key = tuple[str, str, str, str, bool | None]
 _CH4_H100 = "results/paper/README.md: chapter 4 on one H100 without Figure 8"
 _F8_H100 = (
-    "bench/README.md projects Figure 8's CNNs of a CelebA task at about an hour on one H100 (not measured)"
+    "bench/README.md projects Figure 8's CNNs of a CelebA task at about 18 min of one H100 by their FLOPs "
+    "at the base CNN's rates (not measured)"
 )
 _F8_MNIST = (
-    "Figure 8's CNNs: bench/README.md's hour per CelebA task times its CPU ratio MNIST/CelebA 79.5/425.8"
+    "bench/README.md projects Figure 8's CNNs of an MNIST task at about 7 min of one H100 by the base CNN's "
+    "step rates (not measured)"
 )
 _CNN_CPU = "bench/README.md: chapter 4's CNN work alone, one thread of the 2-core CPU VM (a lower bound)"
 _CH3_H100 = "results/paper/README.md projects about 2 min per chapter 3 task on one H100 (not measured)"
@@ -70,9 +72,9 @@ MODEL: dict[Key, ModelTime] = {
         160, "results/paper/manifest.json: 479 s of one H100 for chapter 4 on the three MNIST tasks"
     ),
     (LEARNED, "celeba", "paper", "cuda", False): ModelTime(360, f"{_CH4_H100}: 6 min 0 s on Male"),
-    (LEARNED, "mnist", "paper", "cuda", True): ModelTime(160 + 670, f"{_CH4_H100} (160 s), plus {_F8_MNIST}"),
+    (LEARNED, "mnist", "paper", "cuda", True): ModelTime(160 + 420, f"{_CH4_H100} (160 s), plus {_F8_MNIST}"),
     (LEARNED, "celeba", "paper", "cuda", True): ModelTime(
-        360 + 3600, f"{_CH4_H100} (360 s), plus {_F8_H100}"
+        360 + 1100, f"{_CH4_H100} (360 s), plus {_F8_H100}"
     ),
     (REAL, "celeba", "paper", "cuda", None): ModelTime(
         366,
@@ -89,10 +91,10 @@ MODEL: dict[Key, ModelTime] = {
     (LEARNED, "mnist", "paper", "cpu", False): ModelTime(9000, f"{_CNN_CPU}: 2 h 25 min per MNIST task"),
     (LEARNED, "celeba", "paper", "cpu", False): ModelTime(61200, f"{_CNN_CPU}: 16 h 49 min per CelebA task"),
     (LEARNED, "mnist", "paper", "cpu", True): ModelTime(
-        9000 + 286_200, f"{_CNN_CPU}, plus Figure 8's CNNs: 79 h 33 min (bench/README.md)"
+        9000 + 130_020, f"{_CNN_CPU}, plus Figure 8's CNNs: 36 h 07 min (bench/README.md)"
     ),
     (LEARNED, "celeba", "paper", "cpu", True): ModelTime(
-        61200 + 1_533_000, f"{_CNN_CPU}, plus Figure 8's CNNs: 425 h 50 min (bench/README.md)"
+        61200 + 587_760, f"{_CNN_CPU}, plus Figure 8's CNNs: 163 h 16 min (bench/README.md)"
     ),
     (REAL, "celeba", "paper", "cpu", None): ModelTime(
         48240,
