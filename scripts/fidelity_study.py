@@ -44,7 +44,7 @@ from nbhelpers.chapters import ch3_bayes
 from nbhelpers.chapters.evaluation import attack_table
 from nbhelpers.chapters.profiles import PROFILES, get_profile
 from nbhelpers.chapters.task_models import build_task_models
-from nbhelpers.core.io import write_json_atomic
+from nbhelpers.core.io import json_number, write_json_atomic
 from nbhelpers.core.paths import cache_dir
 from nbhelpers.core.versions import code_version
 from nbhelpers.runs.checkpoints import Checkpoints
@@ -146,11 +146,6 @@ def command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _float(value: float | None) -> float | None:
-    """JSON has no NaN: an undefined number is stored as null."""
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 def noise_quantiles(models: TaskModels) -> dict[str, dict[str, float]]:
     """Per class: quantiles of the fitted noise std over every component and pixel, its minimum and the
     share of values at the EM's floor."""
@@ -177,10 +172,10 @@ def attack_numbers(evaluation: ch3_bayes.BayesEvaluation) -> dict[str, dict[str,
         broke = correct & np.isfinite(l2)
         row = table.loc[name]
         out[name] = {
-            "success_rate": _float(row["success rate"]),
-            "mean_l2": _float(float(l2[broke].mean())) if broke.any() else None,
-            "mean_l2_all_attacks_broke": _float(row["mean L2, all broke"]),
-            "mean_l2_over_best": _float(row["mean L2 / best"]),
+            "success_rate": json_number(row["success rate"]),
+            "mean_l2": json_number(float(l2[broke].mean())) if broke.any() else None,
+            "mean_l2_all_attacks_broke": json_number(row["mean L2, all broke"]),
+            "mean_l2_over_best": json_number(row["mean L2 / best"]),
             "best_on": int(row["best on"]),
         }
     return out
@@ -202,10 +197,10 @@ def outlier_numbers(evaluation: ch3_bayes.BayesEvaluation) -> dict[str, Any]:
         m = evaluated & mask
         return {
             "n": int(mask.sum()),
-            "clean_accuracy": _float(float(correct[mask].mean())) if mask.any() else None,
+            "clean_accuracy": json_number(float(correct[mask].mean())) if mask.any() else None,
             "n_evaluated": int(m.sum()),
-            "outlier_share": _float(float(held[m].mean())) if m.any() else None,
-            "mean_l2": _float(float(l2[m].mean())) if m.any() else None,
+            "outlier_share": json_number(float(held[m].mean())) if m.any() else None,
+            "mean_l2": json_number(float(l2[m].mean())) if m.any() else None,
         }
 
     return {
@@ -227,11 +222,11 @@ def variant_numbers(
     out: dict[str, Any] = {
         "clean_accuracy": report.clean_accuracy,
         "adversarial_accuracy": report.adversarial_accuracy,
-        "mean_l2": _float(report.mean_l2),
-        "median_l2": _float(report.median_l2),
+        "mean_l2": json_number(report.mean_l2),
+        "median_l2": json_number(report.median_l2),
         "n": report.n,
         "n_evaluated": report.n_evaluated,
-        "frac_pixels_above_5": _float(report.frac_pixels_above_5),
+        "frac_pixels_above_5": json_number(report.frac_pixels_above_5),
         "components": list(evaluation.n_components),
         "attacks": attack_numbers(evaluation),
     }
@@ -239,8 +234,8 @@ def variant_numbers(
         out["outliers"] = outlier_numbers(evaluation)
     else:
         distance, radius = evaluation.bound_means()
-        out["subspace_distance_mean"] = _float(distance)
-        out["certified_radius_mean"] = _float(radius)
+        out["subspace_distance_mean"] = json_number(distance)
+        out["certified_radius_mean"] = json_number(radius)
     out["seconds"] = evaluation.seconds
     log(
         f"{variant}: clean accuracy {report.clean_accuracy:.3f}, mean L2 {report.mean_l2:.3f}, "

@@ -20,7 +20,6 @@ the record is written): the same command run again after a kill resumes where it
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -34,7 +33,7 @@ from nbhelpers.chapters.evaluation import DEFAULT_ATTACKS, attack_table, evaluat
 from nbhelpers.chapters.learned import fit_linear_svm, fit_rbf_svm, svm_training_rows, symmetric_data
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.chapters.task_models import build_task_models
-from nbhelpers.core.io import write_json_atomic
+from nbhelpers.core.io import json_number, write_json_atomic
 from nbhelpers.core.paths import cache_dir
 from nbhelpers.core.versions import code_version
 from nbhelpers.runs.checkpoints import Checkpoints
@@ -51,11 +50,6 @@ def log(message: str) -> None:
     print(f"[svm attacks {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _float(value: float) -> float | None:
-    """JSON has no NaN: an undefined number is stored as null."""
-    return float(value) if math.isfinite(value) else None
-
-
 def numbers(l2: torch.Tensor, clean_pred: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """One attack (or the best of several) from its L2 per attacked sample (``inf`` where it failed): the
     success rate over the correctly classified samples, the adversarial accuracy over all (correct and not
@@ -67,8 +61,8 @@ def numbers(l2: torch.Tensor, clean_pred: torch.Tensor, y: torch.Tensor) -> dict
         "clean_accuracy": float(correct.mean()),
         "adversarial_accuracy": float((correct & ~flipped).mean()),
         "success_rate": float(flipped.sum() / correct.sum()) if correct.any() else None,
-        "mean_l2": _float(float(l2[flipped].mean())) if flipped.any() else None,
-        "median_l2": _float(float(np.median(l2[flipped]))) if flipped.any() else None,
+        "mean_l2": json_number(float(l2[flipped].mean())) if flipped.any() else None,
+        "median_l2": json_number(float(np.median(l2[flipped]))) if flipped.any() else None,
         "n": int(len(l2)),
         "n_evaluated": int(flipped.sum()),
     }
@@ -220,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "source": source_label(models.source),
         "model": args.model,
         "n_train": int(len(rows)),
-        "gamma": _float(fitted.gamma),
+        "gamma": json_number(fitted.gamma),
         "gamma_search": fitted.gamma_search,
         "n_support": int(getattr(fitted.module, "support_vectors", torch.empty(0)).shape[0]) or None,
         "test_accuracy": evaluation.test_accuracy[args.model],

@@ -41,6 +41,7 @@ from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.chapters.resultset import Result
 from nbhelpers.chapters.steps import NO_CHECKPOINTS, Steps
 from nbhelpers.core.device import resolve_device
+from nbhelpers.core.io import json_number
 from nbhelpers.science.attacks import AttackResult, L2ComponentGradientAttack, check_attack_names
 from nbhelpers.science.bounds import SubspaceDistances, certified_radius, nearest_subspace_distances
 from nbhelpers.science.classifier import BayesClassifier
@@ -416,11 +417,6 @@ def sandwich_violations(evaluation: BayesEvaluation, rtol: float = SANDWICH_RTOL
     return int((evaluation.l2[mask] < certified[mask] * (1 - rtol)).sum())
 
 
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: an undefined mean is stored as null."""
-    return value if math.isfinite(value) else None
-
-
 def chapter3_metrics(
     symmetric: BayesEvaluation, asymmetric: BayesEvaluation, step_halving: Sequence[StepHalving] = ()
 ) -> dict[str, Any]:
@@ -443,12 +439,12 @@ def chapter3_metrics(
     return {
         "bayes_symmetric": symmetric.report.to_dict(),
         "bayes_asymmetric": asymmetric.report.to_dict(),
-        "subspace_distance_mean": _finite(distance),
-        "certified_radius_mean": _finite(radius),
+        "subspace_distance_mean": json_number(distance),
+        "certified_radius_mean": json_number(radius),
         "asymmetric_outlier_share": asymmetric.outlier_share(),
         "asymmetric_outlier_share_regular": asymmetric.outlier_share(regular_only=True),
         "step_halving": {
-            c.variant: {"mean_l2": _finite(c.mean_l2), "mean_l2_half_step": _finite(c.mean_l2_half)}
+            c.variant: {"mean_l2": json_number(c.mean_l2), "mean_l2_half_step": json_number(c.mean_l2_half)}
             for c in step_halving
         },
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -67,6 +68,11 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
 
     numpy and torch scalars and arrays are stored as plain numbers and lists."""
     return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def json_number(value: float | None) -> float | None:
+    """JSON has no NaN: an undefined number (None, NaN or infinite) is stored as null."""
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def save_npz_atomic(path: str | os.PathLike, **arrays: Any) -> Path:
