@@ -12,6 +12,9 @@ projects the CNN work of chapter 4 per task at the profile's sizes (the Figure 8
   as in the chapter) of the same samples again. CW's early abort shortens some rounds, so this is an upper
   bound.
 
+``--precision float32 bfloat16`` measures training both ways side by side (``fit_classifier``'s ``precision``:
+bfloat16 autocast, float32 weights), one row each; the attack steps stay float32 (measured once per dataset).
+
 With ``--figure8`` it times instead each CNN of chapter 4's Figure 8 sweeps (``ch4_learned.run_sweeps``) and
 projects each point: training (one pass over ``n`` fresh samples for the train-size points; the profile's
 epochs over the symmetric training set for the others, with the TRADES loss for beta > 0) and the sweep's DDN
@@ -20,6 +23,7 @@ attack (``min_norm_steps`` steps on ``n_attack`` samples). The point with the ba
 
     OMP_NUM_THREADS=1 python bench/bench_cnn.py --device cpu
     python bench/bench_cnn.py --device cuda
+    python bench/bench_cnn.py --device cuda --precision float32 bfloat16
     python bench/bench_cnn.py --device cuda --figure8 --seconds 2
 """
 
@@ -39,6 +43,7 @@ from nbhelpers.runs.manifest import format_duration
 from nbhelpers.science.attacks.foolbox_attacks import default_batch_size
 from nbhelpers.science.models import CNN
 from nbhelpers.science.models.trades import trades_batch_loss
+from nbhelpers.science.models.training import PRECISIONS, precision_context
 
 SHAPES = {"mnist": (1, 28, 28), "celeba": (3, 64, 64)}
 
@@ -99,9 +104,12 @@ def cnn_rates(
     attack_batch: int,
     seconds: float,
     loss_fn=None,
+    precision: str = "float32",
+    attack: bool = True,
 ) -> dict[str, float]:
     """FLOPs per sample and samples per second of training (Adam steps at ``train_batch``, on
-    ``loss_fn`` or the cross-entropy) and of attack steps (at ``attack_batch``) for one CNN."""
+    ``loss_fn`` or the cross-entropy, in ``precision`` as ``fit_classifier`` runs them) and, if ``attack``,
+    of attack steps (at ``attack_batch``, float32) for one CNN."""
     model = CNN(shape, width, depth, seed=0).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
@@ -110,14 +118,19 @@ def cnn_rates(
     xa = torch.rand(attack_batch, *shape, generator=gen).to(device)
     ya = torch.randint(0, 2, (attack_batch,), generator=gen).to(device)
 
+    mixed_precision = precision_context(precision, device)
+
     def train() -> None:
-        train_step(model, optimizer, xt, yt, loss_fn)
+        with mixed_precision:
+            train_step(model, optimizer, xt, yt, loss_fn)
 
     def attack() -> None:
         attack_step(model, xa, ya)
 
     out = {"train_flops": flops_per_sample(train, train_batch)}
     out["train_rate"] = rate(train, train_batch, seconds, device)[0]
+    if not attack:
+        return out
     model.eval().requires_grad_(False)
     out["attack_flops"] = flops_per_sample(attack, attack_batch)
     out["attack_rate"] = rate(attack, attack_batch, seconds, device)[0]
@@ -125,21 +138,39 @@ def cnn_rates(
 
 
 def measure(
-    dataset: str, profile: str, device: torch.device, attack_batch: int, seconds: float, n_score: int
-) -> str:
-    """One Markdown table row: the rates on ``dataset``'s image shape and the projected chapter 4 CNN time."""
+    dataset: str,
+    profile: str,
+    device: torch.device,
+    attack_batch: int,
+    seconds: float,
+    n_score: int,
+    precisions: tuple[str, ...] = ("float32",),
+) -> list[str]:
+    """Markdown table rows, one per training precision: the rates on ``dataset``'s image shape and the
+    projected chapter 4 CNN time (the attack steps measured once, in float32)."""
     sizes = get_profile(profile)
+    m = sizes.models
+    rows, attack_rates = [], {}
+    for precision in precisions:
+        r = cnn_rates(
+            SHAPES[dataset], m.cnn_width, m.cnn_depth, device,
+            train_batch=m.cnn_batch_size, attack_batch=attack_batch, seconds=seconds,
+            precision=precision, attack=not attack_rates,
+        )  # fmt: skip
+        attack_rates = attack_rates or {k: r[k] for k in ("attack_flops", "attack_rate")}
+        rows.append(_measure_row(dataset, precision, {**r, **attack_rates}, sizes, n_score))
+    return rows
+
+
+def _measure_row(dataset: str, precision: str, r: dict[str, float], sizes, n_score: int) -> str:
     m, a = sizes.models, sizes.attacks
     shape = SHAPES[dataset]
-    r = cnn_rates(
-        shape, m.cnn_width, m.cnn_depth, device,
-        train_batch=m.cnn_batch_size, attack_batch=attack_batch, seconds=seconds,
-    )  # fmt: skip
     steps_per_sample = a.cw_steps * a.cw_binary_search_steps + 2 * a.min_norm_steps
     train_seconds = 2 * sizes.datasets.n_train_per_class * m.cnn_epochs / r["train_rate"]
     attack_seconds = (a.n_attack + min(n_score, a.n_attack)) * steps_per_sample / r["attack_rate"]
     cells = [
         f"{dataset} {'x'.join(map(str, shape))}",
+        precision,
         f"{r['train_rate']:,.0f}",
         f"{r['train_rate'] * r['train_flops'] / 1e9:,.1f}",
         f"{r['attack_rate']:,.0f}",
@@ -221,6 +252,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attack-batch", type=int, default=None, help="default: the device's foolbox batch")
     parser.add_argument("--n-score", type=int, default=100, help="samples the chapter's demo attacks again")
     parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["float32"],
+        help="training arithmetic, one row each (bfloat16: mixed precision; attacks stay float32)",
+    )
+    parser.add_argument(
         "--figure8", action="store_true", help="time and project each CNN of the Figure 8 sweeps instead"
     )
     args = parser.parse_args(argv)
@@ -256,12 +294,16 @@ def main(argv: list[str] | None = None) -> None:
         f" {steps_per_sample} steps, batch {attack_batch}\n"
     )
     print(
-        "| dataset | train: samples/s | train: GFLOP/s | attack step: samples/s | attack: GFLOP/s "
-        "| projected training | projected attacks | projected CNN total |"
+        "| dataset | training precision | train: samples/s | train: GFLOP/s | attack step: samples/s "
+        "| attack: GFLOP/s | projected training | projected attacks | projected CNN total |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    precisions = tuple(dict.fromkeys(args.precision))
     for dataset in args.datasets:
-        print(measure(dataset, args.profile, device, attack_batch, args.seconds, args.n_score))
+        for row in measure(
+            dataset, args.profile, device, attack_batch, args.seconds, args.n_score, precisions
+        ):
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

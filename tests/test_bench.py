@@ -49,15 +49,23 @@ def test_cnn_bench_counts_a_forward_and_an_input_backward_per_attack_step():
     assert grad.shape == x.shape and grad.abs().sum() > 0
 
 
-def test_cnn_bench_prints_a_row_per_dataset_with_positive_rates(capsys):
+def test_cnn_bench_prints_a_row_per_dataset_and_precision_with_positive_rates(capsys):
     bench = _load("bench_cnn")
-    bench.main(["--profile", "quick", "--device", "cpu", "--seconds", "0.05", "--datasets", "mnist"])
+    argv = ["--profile", "quick", "--device", "cpu", "--seconds", "0.05", "--datasets", "mnist"]
+    bench.main([*argv, "--precision", "float32", "bfloat16"])
     out = capsys.readouterr().out
     assert "attacks (16 + 16) samples x 500 steps, batch 128" in out
-    (row,) = [line for line in out.splitlines() if line.startswith("| mnist 1x28x28")]
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert all(float(c.replace(",", "")) > 0 for c in cells[1:5])
-    assert all(re.fullmatch(r"(\d+ h )?\d+ min \d+ s|\d+ h \d+ min", c) for c in cells[5:])
+    rows = [line for line in out.splitlines() if line.startswith("| mnist 1x28x28")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [row[1] for row in cells] == ["float32", "bfloat16"]
+    for row in cells:
+        assert all(float(c.replace(",", "")) > 0 for c in row[2:6])
+        assert all(re.fullmatch(r"(\d+ h )?\d+ min \d+ s|\d+ h \d+ min", c) for c in row[6:])
+    # the attack steps run in float32 whatever the training precision: measured once, shown in both rows
+    assert cells[0][4:6] == cells[1][4:6] and cells[0][7] == cells[1][7]
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--precision", "float16"])
+    assert "invalid choice: 'float16'" in capsys.readouterr().err
 
 
 def test_cnn_bench_figure8_times_each_sweep_cnn_that_the_chapter_trains(capsys):

@@ -107,6 +107,7 @@ def fit_trades(
     progress: bool = False,
     sampler: Sampler | None = None,
     n_examples: int | None = None,
+    precision: str = "float32",
 ) -> nn.Module:
     """Train ``model`` with the TRADES loss (beta >= 0; the paper's values are 0, 2, 5, 10).
 
@@ -131,6 +132,7 @@ def fit_trades(
         progress=progress,
         sampler=sampler,
         n_examples=n_examples,
+        precision=precision,
         desc=f"TRADES beta={beta:g}",
     )
 

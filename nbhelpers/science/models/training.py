@@ -8,6 +8,7 @@ Figure 8 grows the training set up to 1M examples by sampling the generative mod
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
@@ -22,6 +23,10 @@ ArrayLike = np.ndarray | Tensor
 Sampler = Callable[[int, torch.Generator], tuple[ArrayLike, ArrayLike]]
 #: ``batch_loss(model, x, y) -> (loss [], clean logits [n, 2])``: the objective minimised per step.
 BatchLoss = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
+#: Arithmetic of the training steps' forward and backward passes. "bfloat16" is mixed precision:
+#: ``torch.autocast`` runs convolutions and matrix products in bfloat16 while the weights, their gradients
+#: and the Adam step stay float32 (bfloat16 has float32's range, so no loss scaling is needed).
+PRECISIONS = ("float32", "bfloat16")
 
 
 def as_labelled_tensors(
@@ -87,6 +92,7 @@ def fit_classifier(
     progress: bool = False,
     sampler: Sampler | None = None,
     n_examples: int | None = None,
+    precision: str = "float32",
 ) -> nn.Module:
     """Train ``model`` with Adam on the cross-entropy; see ``train_with_loss`` for the arguments.
 
@@ -105,6 +111,7 @@ def fit_classifier(
         progress=progress,
         sampler=sampler,
         n_examples=n_examples,
+        precision=precision,
         desc="train",
     )
 
@@ -123,6 +130,7 @@ def train_with_loss(
     progress: bool = False,
     sampler: Sampler | None = None,
     n_examples: int | None = None,
+    precision: str = "float32",
     desc: str = "train",
 ) -> nn.Module:
     """Minimise ``batch_loss`` with Adam(lr) over mini-batches; the shared loop of all torch classifiers.
@@ -139,6 +147,7 @@ def train_with_loss(
         device: "auto", "cpu", "cuda" or a ``torch.device``; data move there one batch at a time.
         sampler: ``sampler(n, generator) -> (x [n, ...], y [n])`` draws fresh examples for every step.
         n_examples: with ``sampler``, the total number of examples drawn (the training-set size).
+        precision: "float32" (the book's) or "bfloat16" (mixed precision, see ``PRECISIONS``).
 
     Returns:
         The model on ``device`` in eval mode, with ``history_`` = dict of per-epoch lists "epoch",
@@ -148,6 +157,7 @@ def train_with_loss(
     _check_positive_int(batch_size, "batch_size")
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
+    mixed_precision = precision_context(precision, resolve_device(device))
     if sampler is None:
         if x is None or y is None:
             raise ValueError("give a training set (x, y) or a sampler for fresh examples")
@@ -187,7 +197,8 @@ def train_with_loss(
                     if xb.shape[0] != n_batch:
                         raise ValueError(f"sampler returned {xb.shape[0]} examples, {n_batch} were asked for")
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                loss, logits = batch_loss(model, xb, yb)
+                with mixed_precision:
+                    loss, logits = batch_loss(model, xb, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -204,6 +215,17 @@ def train_with_loss(
     model.eval()
     model.history_ = history
     return model
+
+
+def precision_context(precision: str, device: torch.device) -> AbstractContextManager:
+    """The context a training step runs in for ``precision`` (one of ``PRECISIONS``) on ``device``:
+    bfloat16 autocast, or nothing for float32. Reusable: each step enters it anew."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be 'float32' or 'bfloat16' (mixed precision of the training steps), "
+            f"got {precision!r}"
+        )
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bfloat16" else nullcontext()
 
 
 @torch.no_grad()
