@@ -13,7 +13,8 @@ projects the CNN work of chapter 4 per task at the profile's sizes (the Figure 8
   bound.
 
 ``--precision float32 bfloat16`` measures training both ways side by side (``fit_classifier``'s ``precision``:
-bfloat16 autocast, float32 weights), one row each; the attack steps stay float32 (measured once per dataset).
+bfloat16 autocast, float32 weights), one row each (with ``--figure8``, one block of rows each); the attack
+steps stay float32 (measured once per dataset).
 
 With ``--figure8`` it times instead each CNN of chapter 4's Figure 8 sweeps (``ch4_learned.run_sweeps``) and
 projects each point: training (one pass over ``n`` fresh samples for the train-size points; the profile's
@@ -204,14 +205,20 @@ def figure8_points(profile: str) -> list[tuple[str, float, int, int, float, int]
 
 
 def measure_figure8(
-    dataset: str, profile: str, device: torch.device, attack_batch: int, seconds: float
+    dataset: str,
+    profile: str,
+    device: torch.device,
+    attack_batch: int,
+    seconds: float,
+    precision: str = "float32",
 ) -> list[str]:
-    """Markdown rows, one per Figure 8 point on ``dataset``'s shape and a total: the rates of its CNN and its
-    projected training and DDN attack time."""
+    """Markdown rows, one per Figure 8 point on ``dataset``'s shape and a total: the rates of its CNN (trained
+    in ``precision``) and its projected training and DDN attack time."""
     sizes = get_profile(profile)
     m, a = sizes.models, sizes.attacks
     rows, measured = [], {}
     total = 0.0
+    label = dataset if precision == "float32" else f"{dataset} ({precision} training)"
     for name, value, width, depth, beta, n_train in figure8_points(profile):
         if (width, depth, beta) not in measured:
             loss_fn = None
@@ -220,13 +227,14 @@ def measure_figure8(
             measured[width, depth, beta] = cnn_rates(
                 SHAPES[dataset], width, depth, device,
                 train_batch=m.cnn_batch_size, attack_batch=attack_batch, seconds=seconds, loss_fn=loss_fn,
+                precision=precision,
             )  # fmt: skip
         r = measured[width, depth, beta]
         train_seconds = n_train / r["train_rate"]
         attack_seconds = a.n_attack * a.min_norm_steps / r["attack_rate"]
         total += train_seconds + attack_seconds
         cells = [
-            dataset,
+            label,
             f"{name} {value:.10g}",
             f"{width} / {depth} / {beta:g}",
             f"{r['train_flops'] / 1e9:.3g}",
@@ -238,7 +246,7 @@ def measure_figure8(
             format_duration(train_seconds + attack_seconds),
         ]
         rows.append("| " + " | ".join(cells) + " |")
-    rows.append(f"| {dataset} | all points | | | | | | | | **{format_duration(total)}** |")
+    rows.append(f"| {label} | all points | | | | | | | | **{format_duration(total)}** |")
     return rows
 
 
@@ -273,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     steps_per_sample = a.cw_steps * a.cw_binary_search_steps + 2 * a.min_norm_steps
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    precisions = tuple(dict.fromkeys(args.precision))
     if args.figure8:
         print(
             f"profile {args.profile}: Figure 8 CNNs besides the base (width {m.cnn_width}, depth"
@@ -285,8 +294,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for dataset in args.datasets:
-            for row in measure_figure8(dataset, args.profile, device, attack_batch, args.seconds):
-                print(row, flush=True)
+            for precision in precisions:
+                rows = measure_figure8(dataset, args.profile, device, attack_batch, args.seconds, precision)
+                print("\n".join(rows), flush=True)
         return
     print(
         f"profile {args.profile}: CNN width {m.cnn_width}, depth {m.cnn_depth}; training {n_train} samples x "
@@ -298,7 +308,6 @@ def main(argv: list[str] | None = None) -> None:
         "| attack: GFLOP/s | projected training | projected attacks | projected CNN total |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    precisions = tuple(dict.fromkeys(args.precision))
     for dataset in args.datasets:
         for row in measure(
             dataset, args.profile, device, attack_batch, args.seconds, args.n_score, precisions
