@@ -24,7 +24,9 @@
 #           --keep-finished, --runs-per-gpu 2, ...
 #
 # Environment: GPU_WINDOW_PROFILE (default paper), GPU_WINDOW_DEVICE (cuda), GPU_WINDOW_MARGIN (45: seconds
-# kept for writing the manifest and ending), GPU_WINDOW_WORK (${TMPDIR:-/tmp}/gpu_window: the installed
+# kept for writing the manifest and ending), GPU_WINDOW_BENCHES (default none; "all", or options of
+# bench/gpu_benches.py such as "--only cnn-precision figure8": the benchmarks still wanted on a GPU, run in the
+# time the sweep leaves, their report in OUT/gpu_benches.md; they do not change the exit status), GPU_WINDOW_WORK (${TMPDIR:-/tmp}/gpu_window: the installed
 # wheels and unpacked faces), GPU_WINDOW_FROM (the results OUT starts from: results/paper of this checkout for
 # the paper profile, else none; "-": none), PYTHON (python3).
 #
@@ -164,6 +166,15 @@ left=$((budget - SECONDS - margin))
 echo "== sweep: $left s"
 status=0
 "$py" -m nbhelpers record --results-dir "$out_arg" -- "$py" "${sweep[@]}" --time-budget "$left" || status=$?
+benches=${GPU_WINDOW_BENCHES:-}
+left=$((budget - SECONDS - margin))
+if [ -n "$benches" ] && [ "$left" -gt 0 ]; then
+    echo "== benchmarks: $left s"
+    options=()
+    [ "$benches" = all ] || read -ra options <<<"$benches"
+    "$py" bench/gpu_benches.py --budget "$left" --device "$device" --report "$out/gpu_benches.md" "${options[@]}" ||
+        echo "== a benchmark failed or was stopped: see $out/gpu_benches.md"
+fi
 echo "== done in $SECONDS s (exit status $status): copy $out back whole"
 [ "$from" = - ] || echo "   e.g. cp -r $out/. $from/"
 exit "$status"

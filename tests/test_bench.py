@@ -313,3 +313,42 @@ def test_stage_bench_times_chapter_5_and_the_jpeg_copy_on_celeba(fewer_attack_st
     expected += _learned_names("5", ("cnn", "linear_svm", "rbf_svm"))
     argv = ["--tasks", "celeba:Male", "--chapters", "5", "--jpeg", "--inits", "sklearn-kmeans", *TINY]
     _run_and_check(fewer_attack_steps, argv, tmp_path / "stages.json", capsys, expected)
+
+
+def test_gpu_benches_run_what_fits_into_one_report(tmp_path, capsys):
+    bench = _load("gpu_benches")
+    report = tmp_path / "window" / "gpu_benches.md"
+    sample = ROOT / "nbhelpers" / "sample_data"
+    common = ["--device", "cpu", "--data-dir", str(sample), "--report", str(report)]
+    # at the full sizes a bench starts only if its H100 estimate fits: none of the per-stage profiles in 5 s
+    assert bench.main([*common, "--only", "stages-ch5", "stages-ch3", "--budget", "5"]) == 0
+    text = report.read_text()
+    assert "**left for the next window: expects 300 s, 5 s left**" in text  # BENCHES' order, not --only's
+    assert text.index("## stages-ch3") < text.index("## stages-ch5")
+    assert "--chapters 5 --em-iters 40 --n-attack 1000 --train-per-class 10000" in text
+    # the smoke sizes run it, whatever the estimate; the data folder is shown as DATA, from the working folder
+    assert bench.main([*common, "--sizes", "smoke", "--only", "cnn-precision", "--budget", "120"]) == 0
+    text = report.read_text()
+    assert "`python bench/bench_cnn.py --device cpu --precision float32 bfloat16 --seconds 0.05" in text
+    assert re.search(r"\*\*ended well\*\* in \d+\.\d s \(expected on one H100, full sizes: 45 s\)", text)
+    assert "| mnist 1x28x28 | bfloat16 |" in text and str(ROOT) not in text
+    capsys.readouterr()
+
+
+def test_gpu_benches_report_a_failure_and_stop_at_the_budget(tmp_path, monkeypatch, capsys):
+    bench = _load("gpu_benches")
+    broken = bench.Bench("broken", "bench_cnn.py", "a bad option", 1, "--no-such-option", "--no-such-option")
+    slow = bench.Bench("slow", "bench_cnn.py", "past the budget", 1, "", "--profile quick --seconds 60")
+    monkeypatch.setattr(bench, "BENCHES", (broken, slow))
+    report = tmp_path / "report.md"
+    argv = ["--sizes", "smoke", "--device", "cpu", "--report", str(report)]
+    assert bench.main([*argv, "--only", "broken", "--budget", "60"]) == 1
+    text = report.read_text()
+    assert "**failed (exit status 2)**" in text and "unrecognized arguments: --no-such-option" in text
+    assert bench.main([*argv, "--only", "slow", "--budget", "3"]) == 1
+    # stopped when the budget ran out (killing the process may take a moment), not after its 60 s
+    assert re.search(r"\*\*stopped: the budget was spent\*\* in [34]\.\d s", report.read_text())
+    with pytest.raises(SystemExit) as bad:
+        bench.main([*argv, "--budget", "-1"])
+    assert bad.value.code == 2
+    assert "--budget must be a positive number of seconds, got -1" in capsys.readouterr().err

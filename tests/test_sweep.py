@@ -1246,6 +1246,7 @@ def test_gpu_window_script_runs_the_next_chunk_into_one_folder(timed, tmp_path):
         GPU_WINDOW_MARGIN="5",
         GPU_WINDOW_WORK=str(work),
         GPU_WINDOW_FROM=str(start),
+        GPU_WINDOW_BENCHES="--only cnn-precision --sizes smoke",
     )
     sweep_options = ["--chapters", "90", "--tasks", "mnist:0_vs_6", "celeba:Smiling", "celeba:Male"]
     sweep_options += ["--seeds", "2", "--book-dir", str(timed)]
@@ -1267,6 +1268,11 @@ def test_gpu_window_script_runs_the_next_chunk_into_one_folder(timed, tmp_path):
     assert "1 finished, 0 up to date, 0 failed, 2 left for later (--time-budget)" in log
     assert "LEFT 90_probe__celeba__Smiling__quick__seed2: needs about 100000 s (27 h 46 min)" in log
     assert "LEFT 90_probe__celeba__Male__quick__seed2: needs about 100000 s (27 h 46 min)" in log
+    # the time the sweep left went to the benchmarks asked for, on the window's device and data
+    assert "== benchmarks:" in log and "== cnn-precision" in log
+    benches = (out / "gpu_benches.md").read_text()
+    assert "Device cpu" in benches and "smoke sizes" in benches and "**ended well**" in benches
+    assert "| mnist 1x28x28 | bfloat16 |" in benches
 
     results_dir = out / "quick"
     mnist = results_dir / "90_probe__mnist__0_vs_6__seed2.json"
