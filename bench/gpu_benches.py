@@ -59,7 +59,8 @@ _LEARNED_SMOKE = "--train-per-class 40 --test-per-class 10 --epochs 1 --svm-n 80
 #: Most wanted first. Expected seconds: the CNN rows of bench/README.md took 5 s per measurement (3 here);
 #: the MFA start on the host took 20.7 s (scikit-learn) before 10 EM iterations of 0.02 s; the gamma search
 #: is five libsvm fits at once, the slowest about 12 s on this data; chapter 4 and 5 on Male took 6.0 and
-#: 6.1 min as chapter runs (results/paper/README.md), chapter 3 is a guess from the attack benchmarks.
+#: 6.1 min as chapter runs (results/paper/README.md), and the profiles attack 1.5 times as many samples (at
+#: n / 2 and at n) but skip the figures; chapter 3 is a guess from the attack benchmarks.
 BENCHES: tuple[Bench, ...] = (
     Bench(
         "cnn-precision",
@@ -105,7 +106,7 @@ BENCHES: tuple[Bench, ...] = (
         "stages-ch4",
         "bench_stages.py",
         "chapter 4's per-stage profile on Male at the paper's size (target: 60 s)",
-        480,
+        540,
         f"{_STAGES} --chapters 4 --em-iters 40 --n-attack 1000 {_LEARNED}",
         f"{_STAGES} --chapters 4 --em-iters 1 --n-attack 2 {_LEARNED_SMOKE}",
     ),
@@ -113,7 +114,7 @@ BENCHES: tuple[Bench, ...] = (
         "stages-ch5",
         "bench_stages.py",
         "chapter 5's per-stage profile on Male at the paper's size (target: 45 s)",
-        480,
+        540,
         f"{_STAGES} --chapters 5 --em-iters 40 --n-attack 1000 {_LEARNED}",
         f"{_STAGES} --chapters 5 --em-iters 1 --n-attack 2 {_LEARNED_SMOKE}",
     ),
