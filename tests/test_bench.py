@@ -347,7 +347,7 @@ def test_gpu_benches_report_a_failure_and_stop_at_the_budget(tmp_path, monkeypat
     assert "**failed (exit status 2)**" in text and "unrecognized arguments: --no-such-option" in text
     assert bench.main([*argv, "--only", "slow", "--budget", "3"]) == 1
     # stopped when the budget ran out (killing the process may take a moment), not after its 60 s
-    assert re.search(r"\*\*stopped: the budget was spent\*\* in [34]\.\d s", report.read_text())
+    assert re.search(r"\*\*stopped: the budget was spent\*\* in [2-5]\.\d s", report.read_text())
     with pytest.raises(SystemExit) as bad:
         bench.main([*argv, "--budget", "-1"])
     assert bad.value.code == 2
