@@ -105,7 +105,8 @@ def test_cnn_bench_figure8_times_each_sweep_cnn_that_the_chapter_trains(capsys):
 
 def test_mfa_bench_times_each_init_and_seed_side_by_side(capsys):
     bench = _load("bench_mfa")
-    argv = ["--n", "400", "--d", "60", "--K", "3", "--l", "2", "--iters", "2", "--device", "cpu"]
+    # large enough that an EM iteration (about 30 ms on a 2-core CPU) outlasts the scheduler's noise
+    argv = ["--n", "4000", "--d", "400", "--K", "3", "--l", "2", "--iters", "2", "--device", "cpu"]
     bench.main([*argv, "--inits", "kmeans", "sklearn-kmeans", "--fit-seeds", "2"])
     rows = [
         [c.strip() for c in line.strip("|").split("|")]
