@@ -309,10 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for dataset in args.datasets:
-        for row in measure(
-            dataset, args.profile, device, attack_batch, args.seconds, args.n_score, precisions
-        ):
-            print(row, flush=True)
+        rows = measure(dataset, args.profile, device, attack_batch, args.seconds, args.n_score, precisions)
+        print("\n".join(rows), flush=True)
 
 
 if __name__ == "__main__":

@@ -157,7 +157,6 @@ def train_with_loss(
     _check_positive_int(batch_size, "batch_size")
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    mixed_precision = precision_context(precision, resolve_device(device))
     if sampler is None:
         if x is None or y is None:
             raise ValueError("give a training set (x, y) or a sampler for fresh examples")
@@ -177,6 +176,7 @@ def train_with_loss(
         epoch_sizes = [n_examples * (e + 1) // epochs - n_examples * e // epochs for e in range(epochs)]
 
     device = resolve_device(device)
+    mixed_precision = precision_context(precision, device)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
