@@ -353,3 +353,28 @@ def test_gpu_benches_report_a_failure_and_stop_at_the_budget(tmp_path, monkeypat
         bench.main([*argv, "--budget", "-1"])
     assert bad.value.code == 2
     assert "--budget must be a positive number of seconds, got -1" in capsys.readouterr().err
+
+
+def test_sampling_bench_times_both_generators_side_by_side_on_paper_sized_models(tmp_path, capsys):
+    bench = _load("bench_sampling")
+    pair = bench.random_pair("celeba", torch.device("cpu"))
+    assert [(m.K, m.l, m.d, m.dtype) for m in pair] == [
+        (9, 10, 12288, torch.float64),
+        (6, 10, 12288, torch.float64),
+    ]
+    rows = bench.main(
+        ["--device", "cpu", "--datasets", "mnist", "--seconds", "0.2", "--json", str(tmp_path / "s.json")]
+    )
+    assert [row["way"] for row in rows] == [
+        "host generator (sample_dataset)",
+        "device generator (fresh_sampler)",
+    ]
+    for row in rows:  # 64 samples a step; the paper's 3,000,000 fresh samples a task
+        assert row["ms_per_step"] > 0
+        assert row["us_per_sample"] == pytest.approx(1000 * row["ms_per_step"] / 64)
+        assert row["projected_s"] == pytest.approx(row["ms_per_step"] / 1000 * 3_000_000 / 64)
+    assert json.loads((tmp_path / "s.json").read_text())["rows"] == rows
+    out = capsys.readouterr().out
+    assert "| mnist | device generator (fresh_sampler) |" in out and "3,000,000 fresh samples" in out
+    with pytest.raises(SystemExit):
+        bench.main(["--seconds", "0"])

@@ -102,3 +102,18 @@ def test_run_attacks_on_cuda_agrees_with_cw(cuda_cnn):
     cw = run_foolbox_attack(model, x_test, y_test, "cw", budget=QUICK, steps=100, device="cuda")
     both = result.success & cw.success
     assert abs(float(result.l2[both].mean() / cw.l2[both].mean()) - 1) < 0.1
+
+
+def test_fresh_samples_are_drawn_on_the_gpu_and_the_pair_stays_on_the_cpu():
+    from nbhelpers.science.datasets import fresh_sampler
+    from tests.test_experiments import tiny_pair
+
+    pair = tiny_pair()
+    sampler = fresh_sampler(pair, "cuda")
+    x, y = sampler(4000, torch.Generator().manual_seed(0))
+    assert x.device.type == "cuda" and y.device.type == "cuda" and x.dtype == torch.float32
+    assert pair[0].device.type == "cpu"
+    again, _ = sampler(4000, torch.Generator().manual_seed(0))
+    assert torch.equal(x, again)  # the same seed, the same samples on the same GPU
+    for label, mfa in enumerate(pair):
+        assert (x[y == label].mean(0).cpu() - mfa.mu[0].float()).abs().max() < 0.01

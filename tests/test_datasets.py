@@ -13,6 +13,7 @@ from nbhelpers.science.datasets import (
     add_outlier,
     check_asymmetric_base,
     check_min_variance,
+    fresh_sampler,
     make_asymmetric,
     make_symmetric,
     principal_direction,
@@ -174,6 +175,30 @@ def test_symmetric_base_makes_the_outlier_route_the_shortest():
         lp0, lp1 = classifier.class_component_log_probs(result.x_adv)
         held = torch.where(y == 1, lp0.argmax(dim=1), lp1.argmax(dim=1))  # the other class's winner
         assert held.tolist() == [holder] * 6  # component 1 is the outlier
+
+
+def test_fresh_sampler_draws_balanced_clipped_samples_of_the_pair_on_its_device():
+    pair = (_random_mfa(seed=1), _random_mfa(seed=2, offset=0.2))
+    sym = (make_symmetric(pair[0]), make_symmetric(pair[1]))
+    sampler = fresh_sampler(sym, "cpu")
+    x, y = sampler(2001, torch.Generator().manual_seed(0))
+    assert x.dtype == torch.float32 and x.shape == (2001, pair[0].d) and y.dtype == torch.int64
+    assert sorted(torch.bincount(y).tolist()) == [1000, 1001]  # ceil(n / 2) per class, the first n kept
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert 0.3 < float(y[:1000].float().mean()) < 0.7  # shuffled, not one class after the other
+    # the samples of each class come from its own model: the Bayes-optimal classifier labels them all
+    assert (BayesClassifier(*sym).predict(x.double()) == y).float().mean() > 0.99
+    # each class's mean within sampling error of its mixture's mean (noise 0.01, loadings 0.05 per pixel)
+    for label, mfa in enumerate(sym):
+        expected = (mfa.log_pi.exp()[:, None] * mfa.mu).sum(0).clamp(0, 1).float()
+        assert (x[y == label].mean(0) - expected).abs().max() < 0.03
+    # the loop's generator seeds every call: the same state gives the same samples, the next call new ones
+    again, _ = sampler(2001, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    first, _ = sampler(10, gen)
+    second, _ = sampler(10, gen)
+    assert torch.equal(x, again) and not torch.equal(first, second)
+    assert sym[0].device.type == "cpu"  # the pair stays where it was
 
 
 def test_sampled_components_come_with_the_same_samples():

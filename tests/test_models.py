@@ -22,7 +22,6 @@ from nbhelpers.science.models import (
     LinearSVMModule,
     RBFSVMModule,
     accuracy,
-    balanced_sampler,
     fit_classifier,
     fit_trades,
     kernel_matrix,
@@ -529,25 +528,18 @@ def test_fresh_sample_training_consumes_the_budget():
     seeds: list[int] = []
     drawn: list[int] = []
 
-    def draw(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Balanced, shuffled stripes as a model-pair sampler would return them."""
+    def sampler(n: int, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """n fresh stripes, a new seed from the training loop's generator at every step."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         seeds.append(seed)
-        x, y = stripes(4 * n_per_class, seed=seed)
-        keep = np.concatenate([np.flatnonzero(y == c)[:n_per_class] for c in (0, 1)])
-        keep = np.random.default_rng(seed).permutation(keep)
-        drawn.append(keep.size)
-        return x[keep], y[keep]
+        drawn.append(n)
+        return stripes(n, seed=seed)
 
-    sampler = balanced_sampler(draw)
-    x, y = sampler(7, torch.Generator().manual_seed(0))
-    assert x.shape == (7, 256) and sorted(np.bincount(y, minlength=2)) == [3, 4]
-    seeds.clear()
-    drawn.clear()
     model = CNN((1, 16, 16), 4, 2, seed=0)
     fit_classifier(model, sampler=sampler, n_examples=1001, epochs=3, batch_size=64, seed=0, device="cpu")
     # 1001 examples in 3 periods of 333, 334, 334: batches of 64 and a remainder each period.
     assert model.history_["n_examples"] == [333, 667, 1001]
-    assert drawn == ([64] * 5 + [14]) * 3  # the 13-example remainder of period 1 takes 7 per class, keeps 13
+    assert drawn == [64] * 5 + [13] + ([64] * 5 + [14]) * 2
     # Every step drew fresh examples: a new seed each time.
     assert len(set(seeds)) == len(seeds)
 

@@ -54,9 +54,9 @@ from nbhelpers.chapters.resultset import (
 from nbhelpers.chapters.steps import NO_CHECKPOINTS, Steps
 from nbhelpers.core.progress import tqdm
 from nbhelpers.science.data import TaskData
-from nbhelpers.science.datasets import sample_dataset
+from nbhelpers.science.datasets import fresh_sampler
 from nbhelpers.science.mfa import MFA
-from nbhelpers.science.models import CNN, balanced_sampler, fit_classifier
+from nbhelpers.science.models import CNN, fit_classifier
 from nbhelpers.science.report import RobustnessReport
 
 CHAPTER = LEARNED
@@ -115,10 +115,9 @@ def fit_sweep_cnn(
     ``beta`` trained on x [n, d], y [n] for the profile's epochs."""
     start = time.perf_counter()
     if sweep == "train_size":
-        sampler = balanced_sampler(lambda k, s: sample_dataset(pair, k, seed=s))
         model = fit_classifier(
             CNN(image_shape, width, depth, seed=seed),
-            sampler=sampler,
+            sampler=fresh_sampler(pair, device),
             n_examples=int(value),
             epochs=1,
             batch_size=sizes.cnn_batch_size,

@@ -16,7 +16,7 @@ from nbhelpers.science.models.svm import (
     squared_distances,
 )
 from nbhelpers.science.models.trades import fit_trades, pgd_kl_l2
-from nbhelpers.science.models.training import accuracy, balanced_sampler, fit_classifier, predict_logits
+from nbhelpers.science.models.training import accuracy, fit_classifier, predict_logits
 
 __all__ = [
     "CNN",
@@ -25,7 +25,6 @@ __all__ = [
     "RBFSVM",
     "RBFSVMModule",
     "accuracy",
-    "balanced_sampler",
     "fit_classifier",
     "fit_trades",
     "kernel_matrix",

@@ -57,22 +57,6 @@ def as_labelled_tensors(
     return (x if dtype is None else x.to(dtype)), y
 
 
-def balanced_sampler(draw: Callable[[int, int], tuple[ArrayLike, ArrayLike]]) -> Sampler:
-    """Turn ``draw(n_per_class, seed) -> (x [2 n_per_class, ...], y)`` into a ``Sampler``.
-
-    ``draw`` is e.g. ``lambda k, seed: datasets.sample_dataset(pair, k, seed=seed)``, which returns
-    both classes in a shuffled order. Each call takes a fresh seed from the training generator,
-    draws ceil(n / 2) examples per class and keeps the first n rows (odd n: one class gets one less).
-    """
-
-    def sampler(n: int, generator: torch.Generator) -> tuple[ArrayLike, ArrayLike]:
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        x, y = draw(-(-n // 2), seed)
-        return x[:n], y[:n]
-
-    return sampler
-
-
 def cross_entropy_loss(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Plain training objective: mean cross-entropy of logits [n, 2] against labels [n]."""
     logits = model(x)
