@@ -20,7 +20,7 @@ With ``--figure8`` it times instead each CNN of chapter 4's Figure 8 sweeps (``c
 projects each point: training (one pass over ``n`` fresh samples for the train-size points; the profile's
 epochs over the symmetric training set for the others, with the TRADES loss for beta > 0) and the sweep's DDN
 attack (``min_norm_steps`` steps on ``n_attack`` samples). The point with the base CNN's settings is left out
-(the chapter reuses its CNN), as is the time to draw the fresh samples from the MFA pair.
+(the chapter reuses its CNN), as is the time to draw the fresh samples (`bench_sampling.py`).
 
     OMP_NUM_THREADS=1 python bench/bench_cnn.py --device cpu
     python bench/bench_cnn.py --device cuda

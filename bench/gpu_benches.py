@@ -57,7 +57,7 @@ _LEARNED = "--train-per-class 10000 --test-per-class 1000 --epochs 20 --svm-n 20
 _LEARNED_SMOKE = "--train-per-class 40 --test-per-class 10 --epochs 1 --svm-n 80"
 
 #: Most wanted first. Expected seconds: the CNN rows of bench/README.md took 5 s per measurement (3 here);
-#: the sampling rows take 3 s each, the host generator's CelebA steps 55 ms on a CPU;
+#: the training-loop and sampling rows take 3 s each (6 and 4 rows, warm-ups besides);
 #: the MFA start on the host took 20.7 s (scikit-learn) before 10 EM iterations of 0.02 s; the gamma search
 #: is five libsvm fits at once, the slowest about 12 s on this data; chapter 4 and 5 on Male took 6.0 and
 #: 6.1 min as chapter runs (results/paper/README.md), and the profiles attack 1.5 times as many samples (at
@@ -70,6 +70,14 @@ BENCHES: tuple[Bench, ...] = (
         45,
         "--device {device} --precision float32 bfloat16 --seconds 3",
         "--device {device} --precision float32 bfloat16 --seconds 0.05 --profile quick --datasets mnist",
+    ),
+    Bench(
+        "training-loop",
+        "bench_training_loop.py",
+        "the chapters' training loop against its bare Adam step and the loop before (per-step reads)",
+        40,
+        "--device {device} --seconds 3",
+        "--device {device} --seconds 0.05 --n 64 --profile quick --datasets mnist",
     ),
     Bench(
         "sampling",

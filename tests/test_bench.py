@@ -378,3 +378,24 @@ def test_sampling_bench_times_both_generators_side_by_side_on_paper_sized_models
     assert "| mnist | device generator (fresh_sampler) |" in out and "3,000,000 fresh samples" in out
     with pytest.raises(SystemExit):
         bench.main(["--seconds", "0"])
+
+
+def test_training_loop_bench_compares_the_loop_with_the_one_before_which_trains_the_same_weights(capsys):
+    bench = _load("bench_training_loop")
+    from nbhelpers.science.models import CNN, fit_classifier
+    from tests.test_models import stripes
+
+    x, y = stripes(200, seed=0)
+    before = bench.loop_before(CNN((1, 16, 16), 4, 2, seed=0), x, y, 32, torch.device("cpu"))
+    now = fit_classifier(CNN((1, 16, 16), 4, 2, seed=0), x, y, epochs=1, batch_size=32, device="cpu")
+    for a, b in zip(before.parameters(), now.parameters(), strict=True):
+        assert torch.equal(a, b)
+    rates = bench.main(
+        ["--device", "cpu", "--profile", "quick", "--datasets", "mnist", "--n", "64", "--seconds", "0.05"]
+    )
+    assert list(rates["mnist"]) == ["Adam step alone", "loop before", "fit_classifier"]
+    assert all(rate > 0 for rate in rates["mnist"].values())
+    out = capsys.readouterr().out
+    assert "| mnist | fit_classifier |" in out and "projection: 6,000 samples" in out  # 2 x 500 x 6 epochs
+    with pytest.raises(SystemExit):
+        bench.main(["--n", "0"])

@@ -7,6 +7,7 @@ Figure 8 grows the training set up to 1M examples by sampling the generative mod
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
@@ -27,6 +28,8 @@ BatchLoss = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 #: ``torch.autocast`` runs convolutions and matrix products in bfloat16 while the weights, their gradients
 #: and the Adam step stay float32 (bfloat16 has float32's range, so no loss scaling is needed).
 PRECISIONS = ("float32", "bfloat16")
+#: Seconds between two updates of the progress bar's running loss and accuracy (each waits for the device).
+POSTFIX_SECONDS = 0.5
 
 
 def as_labelled_tensors(
@@ -128,7 +131,8 @@ def train_with_loss(
             budget is split into (one ``history_`` entry each).
         batch_size: examples per Adam step.
         seed: seeds the shuffling (or the sampler's generator), so equal seeds give equal weights on CPU.
-        device: "auto", "cpu", "cuda" or a ``torch.device``; data move there one batch at a time.
+        device: "auto", "cpu", "cuda" or a ``torch.device``. A fixed training set moves there whole, once;
+            a sampler's examples one batch at a time.
         sampler: ``sampler(n, generator) -> (x [n, ...], y [n])`` draws fresh examples for every step.
         n_examples: with ``sampler``, the total number of examples drawn (the training-set size).
         precision: "float32" (the book's) or "bfloat16" (mixed precision, see ``PRECISIONS``).
@@ -162,6 +166,9 @@ def train_with_loss(
     device = resolve_device(device)
     mixed_precision = precision_context(precision, device)
     model.to(device).train()
+    if sampler is None:
+        # The whole set moves once (20,000 CelebA faces: 1 GB), not a batch per step.
+        x, y = x.to(device), y.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history: dict[str, list] = {"epoch": [], "loss": [], "accuracy": [], "n_examples": []}
@@ -169,33 +176,39 @@ def train_with_loss(
     total_steps = sum(-(-size // batch_size) for size in epoch_sizes)
     with tqdm(total=total_steps, desc=desc, disable=not progress, leave=False) as bar:
         for epoch, size in enumerate(epoch_sizes, start=1):
-            loss_sum, correct, count = 0.0, 0, 0
-            order = torch.randperm(size, generator=generator) if sampler is None else None
+            # The sums stay on the device: reading them waits for the device, so a step never does.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            count, postfix_due = 0, 0.0
+            order = torch.randperm(size, generator=generator).to(device) if sampler is None else None
             for start in range(0, size, batch_size):
                 n_batch = min(batch_size, size - start)
                 if sampler is None:
-                    idx = order[start : start + n_batch].to(x.device)
+                    idx = order[start : start + n_batch]
                     xb, yb = x[idx], y[idx]
                 else:
                     xb, yb = as_labelled_tensors(*sampler(n_batch, generator), what="sampled x")
                     if xb.shape[0] != n_batch:
                         raise ValueError(f"sampler returned {xb.shape[0]} examples, {n_batch} were asked for")
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                    xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                 with mixed_precision:
                     loss, logits = batch_loss(model, xb, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                loss_sum += float(loss.detach()) * n_batch
-                correct += int((logits.detach().argmax(1) == yb).sum())
+                loss_sum += loss.detach().double() * n_batch
+                correct += (logits.detach().argmax(1) == yb).sum()
                 count += n_batch
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.3f}", refresh=False)
+                if progress and time.monotonic() >= postfix_due:
+                    postfix_due = time.monotonic() + POSTFIX_SECONDS
+                    bar.set_postfix(loss=f"{float(loss_sum) / count:.4f}", acc=f"{int(correct) / count:.3f}")
             seen += count
             history["epoch"].append(epoch)
-            history["loss"].append(loss_sum / count)
-            history["accuracy"].append(correct / count)
+            history["loss"].append(float(loss_sum) / count)
+            history["accuracy"].append(int(correct) / count)
             history["n_examples"].append(seen)
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}", acc=f"{history['accuracy'][-1]:.3f}")
     model.eval()
     model.history_ = history
     return model
