@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 from torch.nn import functional as F
@@ -40,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import resolve_device
+from nbhelpers.core.timing import calls_per_second
 from nbhelpers.runs.manifest import format_duration
 from nbhelpers.science.attacks.foolbox_attacks import default_batch_size
 from nbhelpers.science.models import CNN
@@ -47,11 +47,6 @@ from nbhelpers.science.models.trades import trades_batch_loss
 from nbhelpers.science.models.training import PRECISIONS, precision_context
 
 SHAPES = {"mnist": (1, 28, 28), "celeba": (3, 64, 64)}
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def train_step(
@@ -80,19 +75,9 @@ def flops_per_sample(fn, batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
-def rate(fn, batch: int, seconds: float, device: torch.device) -> tuple[float, int]:
+def rate(fn, batch: int, seconds: float, device: torch.device) -> float:
     """Samples per second of ``fn`` (``batch`` samples a call), repeated for about ``seconds``."""
-    for _ in range(2):  # warm-up: allocator, cuDNN algorithm choice
-        fn()
-    synchronize(device)
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return calls * batch / elapsed, calls
+    return batch * calls_per_second(fn, device, seconds, warmup=2)
 
 
 def cnn_rates(
@@ -129,12 +114,12 @@ def cnn_rates(
         attack_step(model, xa, ya)
 
     out = {"train_flops": flops_per_sample(train, train_batch)}
-    out["train_rate"] = rate(train, train_batch, seconds, device)[0]
+    out["train_rate"] = rate(train, train_batch, seconds, device)
     if not attack:
         return out
     model.eval().requires_grad_(False)
     out["attack_flops"] = flops_per_sample(attack, attack_batch)
-    out["attack_rate"] = rate(attack, attack_batch, seconds, device)[0]
+    out["attack_rate"] = rate(attack, attack_batch, seconds, device)
     return out
 
 

@@ -34,6 +34,7 @@ import torch
 
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import resolve_device
+from nbhelpers.core.timing import synchronize
 from nbhelpers.science.mfa import MFA, VALID_INITS
 
 
@@ -58,11 +59,6 @@ def planted_model(K: int, d: int, l: int, dtype: str, device: torch.device, seed
     A = torch.randn(K, d, l, generator=g, dtype=torch.float64) * (3.0 / d**0.5)
     D = (0.03 + 0.07 * torch.rand(K, d, generator=g, dtype=torch.float64)) ** 2
     return MFA.from_parameters(mu, A, D, dtype=dtype, device=device)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn, device: torch.device) -> float:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import torch
 
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import resolve_device
+from nbhelpers.core.timing import calls_per_second
 from nbhelpers.science.datasets import fresh_sampler, sample_dataset
 from nbhelpers.science.mfa import MFA
 
@@ -47,25 +47,6 @@ def random_pair(dataset: str, device: torch.device, seed: int = 0) -> tuple[MFA,
     return pair[0], pair[1]
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def seconds_per_call(fn, device: torch.device, seconds: float) -> float:
-    """Mean seconds of ``fn()`` over about ``seconds`` of calls, after one warm-up call."""
-    fn()
-    synchronize(device)
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return elapsed / calls
-
-
 def measure(dataset: str, device: torch.device, batch: int, seconds: float, total: int) -> list[dict]:
     """One row per way of drawing: seconds per step of ``batch`` samples and projected for ``total``."""
     pair = random_pair(dataset, device)
@@ -78,7 +59,7 @@ def measure(dataset: str, device: torch.device, batch: int, seconds: float, tota
     sampler, loop_generator = fresh_sampler(pair, device), torch.Generator().manual_seed(0)
     rows = []
     for way, fn in (("host generator (sample_dataset)", host), ("device generator (fresh_sampler)", None)):
-        step = seconds_per_call(fn or (lambda: sampler(batch, loop_generator)), device, seconds)
+        step = 1 / calls_per_second(fn or (lambda: sampler(batch, loop_generator)), device, seconds)
         rows.append(
             {
                 "dataset": dataset,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import numpy as np
 import torch
@@ -30,16 +29,12 @@ from torch.nn import functional as F
 
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import resolve_device
+from nbhelpers.core.timing import calls_per_second
 from nbhelpers.runs.manifest import format_duration
 from nbhelpers.science.models import CNN, fit_classifier
 
 SHAPES = {"mnist": (1, 28, 28), "celeba": (3, 64, 64)}
 WAYS = ("Adam step alone", "loop before", "fit_classifier")
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def loop_before(model: CNN, x: np.ndarray, y: np.ndarray, batch: int, device: torch.device) -> CNN:
@@ -60,20 +55,6 @@ def loop_before(model: CNN, x: np.ndarray, y: np.ndarray, batch: int, device: to
         loss_sum += float(loss.detach()) * len(idx)
         correct += int((logits.detach().argmax(1) == yb).sum())
     return model.eval()
-
-
-def epochs_per_second(fn, device: torch.device, seconds: float) -> float:
-    """Calls of ``fn`` per second over at least ``seconds`` (at least one call), after a warm-up call."""
-    fn()
-    synchronize(device)
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        synchronize(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return calls / elapsed
 
 
 def measure(dataset: str, profile: str, device: torch.device, n: int, seconds: float) -> dict[str, float]:
@@ -104,7 +85,7 @@ def measure(dataset: str, profile: str, device: torch.device, n: int, seconds: f
         "loop before": lambda: loop_before(new_cnn(), x, y, batch, device),
         "fit_classifier": lambda: fit_classifier(new_cnn(), x, y, epochs=1, batch_size=batch, device=device),
     }
-    return {way: n * epochs_per_second(fn, device, seconds) for way, fn in ways.items()}
+    return {way: n * calls_per_second(fn, device, seconds) for way, fn in ways.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:

@@ -399,3 +399,21 @@ def test_training_loop_bench_compares_the_loop_with_the_one_before_which_trains_
     assert "| mnist | fit_classifier |" in out and "projection: 6,000 samples" in out  # 2 x 500 x 6 epochs
     with pytest.raises(SystemExit):
         bench.main(["--n", "0"])
+
+
+def test_calls_per_second_warms_up_then_times_at_least_the_seconds_asked():
+    import time
+
+    from nbhelpers.core.timing import calls_per_second
+
+    calls = []
+
+    def sleepy() -> None:
+        calls.append(time.perf_counter())
+        time.sleep(0.01)
+
+    rate = calls_per_second(sleepy, torch.device("cpu"), seconds=0.1, warmup=2)
+    assert 0 < rate <= 100  # a call sleeps at least 10 ms
+    timed = len(calls) - 2
+    assert timed >= 1
+    assert timed / rate >= 0.1  # the timed calls took at least the seconds asked
