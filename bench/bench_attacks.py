@@ -19,6 +19,7 @@ import torch
 
 from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import resolve_device
+from nbhelpers.core.timing import synchronize
 from nbhelpers.science.attacks import L2ComponentGradientAttack, make_foolbox_attack, run_foolbox_attack
 from nbhelpers.science.classifier import BayesClassifier
 from nbhelpers.science.mfa import MFA
@@ -40,12 +41,10 @@ def random_pair(K: int, d: int, l: int, sigma: float, device: torch.device, seed
 
 def timed(fn, device: torch.device) -> tuple[float, float, object]:
     """Wall-clock and process CPU seconds of fn() (CPU time ignores a busy machine), and its result."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start, cpu_start = time.perf_counter(), time.process_time()
     out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start, time.process_time() - cpu_start, out
 
 

@@ -57,9 +57,14 @@ def measure(dataset: str, device: torch.device, batch: int, seconds: float, tota
         torch.as_tensor(x[:batch]).to(device), torch.as_tensor(y[:batch]).to(device)
 
     sampler, loop_generator = fresh_sampler(pair, device), torch.Generator().manual_seed(0)
+
+    def on_device() -> None:
+        sampler(batch, loop_generator)
+
     rows = []
-    for way, fn in (("host generator (sample_dataset)", host), ("device generator (fresh_sampler)", None)):
-        step = 1 / calls_per_second(fn or (lambda: sampler(batch, loop_generator)), device, seconds)
+    ways = {"host generator (sample_dataset)": host, "device generator (fresh_sampler)": on_device}
+    for way, fn in ways.items():
+        step = 1 / calls_per_second(fn, device, seconds)
         rows.append(
             {
                 "dataset": dataset,

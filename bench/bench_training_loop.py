@@ -80,12 +80,12 @@ def measure(dataset: str, profile: str, device: torch.device, n: int, seconds: f
             loss.backward()
             optimizer.step()
 
-    ways = {
-        "Adam step alone": step_epoch,
-        "loop before": lambda: loop_before(new_cnn(), x, y, batch, device),
-        "fit_classifier": lambda: fit_classifier(new_cnn(), x, y, epochs=1, batch_size=batch, device=device),
-    }
-    return {way: n * calls_per_second(fn, device, seconds) for way, fn in ways.items()}
+    epochs = (
+        step_epoch,
+        lambda: loop_before(new_cnn(), x, y, batch, device),
+        lambda: fit_classifier(new_cnn(), x, y, epochs=1, batch_size=batch, device=device),
+    )
+    return {way: n * calls_per_second(fn, device, seconds) for way, fn in zip(WAYS, epochs, strict=True)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
