@@ -401,6 +401,53 @@ def test_training_loop_bench_compares_the_loop_with_the_one_before_which_trains_
         bench.main(["--n", "0"])
 
 
+def test_svm_host_bench_splits_the_chapters_fits_into_device_and_host_seconds(tmp_path, capsys):
+    from nbhelpers.chapters import learned
+    from nbhelpers.chapters.ch5_real import real_task
+    from nbhelpers.chapters.profiles import get_profile
+    from nbhelpers.science.models import LinearSVM
+    from nbhelpers.science.models.svm import AUTO_MIN_SAMPLES
+
+    bench = _load("bench_svm_host")
+    sample = ROOT / "nbhelpers" / "sample_data"
+    argv = ["--data-dir", str(sample), "--chapters", "5", "--device", "cpu", "--liblinear", "60"]
+    report = bench.main([*argv, "--json", str(tmp_path / "h.json")])
+    assert json.loads((tmp_path / "h.json").read_text())["liblinear"] == report["liblinear"]
+
+    # the chapter's own training set and fits: same rows, same support vectors, same gamma
+    paper = get_profile("paper")
+    task = real_task("Male", profile="paper", data_dir=sample)
+    rows = learned.svm_training_rows(len(task.y_train), paper.models.svm_max_train, seed=0)
+    x, y = task.x_train[rows], task.y_train[rows]
+    gamma = learned.fit_rbf_svm(x, y, gammas=paper.models.svm_gammas, device="cpu").gamma
+    linear, search, final = report["chapters"]["5"]["stages"]
+    assert report["chapters"]["5"]["n"] == len(y) > 100
+    assert linear["stage"] == "linear SVM"
+    assert linear["support_vectors"] == LinearSVM(device="cpu").fit(x, y).support_.shape[0]
+    assert search["stage"].startswith("RBF SVM gamma search (5 gammas, ")
+    assert len(search["support_vectors"]) == len(paper.models.svm_gammas)
+    assert final["stage"] == f"RBF SVM final fit (gamma {gamma:g})"
+    for stage in (linear, search, final):  # both parts timed inside the fit (the search: its distances)
+        assert stage["host_s"] > 0 and stage["device_s"] + stage["host_s"] <= stage["wall_s"] + 1e-9
+    # below AUTO_MIN_SAMPLES rows the fits let libsvm compute the kernel itself: no Gram matrix in torch
+    assert len(y) < AUTO_MIN_SAMPLES and linear["device_s"] == final["device_s"] == 0.0
+    assert search["device_s"] > 0
+
+    # the lever: libsvm is its own reference; liblinear's two iteration budgets are compared with it
+    libsvm, *liblinear = report["liblinear"]["rows"]
+    assert report["liblinear"]["n"] == 60
+    assert (libsvm["agreement"], libsvm["cosine"]) == (1.0, pytest.approx(1.0))
+    assert [row["note"].split(" iterations")[0].isdigit() for row in liblinear] == [True, True]
+    for row in liblinear:
+        assert 0 <= row["agreement"] <= 1 and -1 <= row["cosine"] <= 1 and row["mean_distance"] > 0
+    out = capsys.readouterr().out
+    assert "| 5 | **host total** |" in out and "| liblinear (LinearSVC) |" in out
+    for bad in (["--chapters", "5", "--attribute", "Black_Hair"], ["--liblinear", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            bench.main(bad)
+        assert stop.value.code == 2
+
+
 def test_calls_per_second_warms_up_then_times_at_least_the_seconds_asked():
     import time
 
