@@ -42,11 +42,12 @@ from nbhelpers.core.device import resolve_device
 from nbhelpers.core.timing import calls_per_second
 from nbhelpers.runs.manifest import format_duration
 from nbhelpers.science.attacks.foolbox_attacks import default_batch_size
+from nbhelpers.science.data.files import CELEBA_SHAPE, MNIST_SHAPE
 from nbhelpers.science.models import CNN
 from nbhelpers.science.models.trades import trades_batch_loss
 from nbhelpers.science.models.training import PRECISIONS, precision_context
 
-SHAPES = {"mnist": (1, 28, 28), "celeba": (3, 64, 64)}
+SHAPES = {"mnist": MNIST_SHAPE, "celeba": CELEBA_SHAPE}
 
 
 def train_step(

@@ -31,9 +31,10 @@ from nbhelpers.chapters.profiles import get_profile
 from nbhelpers.core.device import resolve_device
 from nbhelpers.core.timing import calls_per_second
 from nbhelpers.runs.manifest import format_duration
+from nbhelpers.science.data.files import CELEBA_SHAPE, MNIST_SHAPE
 from nbhelpers.science.models import CNN, fit_classifier
 
-SHAPES = {"mnist": (1, 28, 28), "celeba": (3, 64, 64)}
+SHAPES = {"mnist": MNIST_SHAPE, "celeba": CELEBA_SHAPE}
 WAYS = ("Adam step alone", "loop before", "fit_classifier")
 
 
