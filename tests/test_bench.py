@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -464,3 +465,42 @@ def test_calls_per_second_warms_up_then_times_at_least_the_seconds_asked():
     timed = len(calls) - 2
     assert timed >= 1
     assert timed / rate >= 0.1  # the timed calls took at least the seconds asked
+
+
+def test_overlap_bench_trains_chapter_5s_models_both_ways_and_finds_them_the_same(tmp_path, capsys):
+    from nbhelpers.chapters import learned
+
+    bench = _load("bench_overlap")
+    sample = ROOT / "nbhelpers" / "sample_data"
+    argv = ["--data-dir", str(sample), "--device", "cpu", "--profile", "quick"]
+    small = ["--train-n", "80", "--svm-n", "60", "--epochs", "1", "--repeats", "2"]
+    assert bench.main([*argv, *small, "--json", str(tmp_path / "o.json")]) == 0
+    saved = json.loads((tmp_path / "o.json").read_text())
+    serial_way, overlapped_way = bench.WAYS
+    ways = [(row["way"], row["repeat"]) for row in saved["rows"]]  # each way first in turn
+    assert ways == [(serial_way, 0), (overlapped_way, 0), (overlapped_way, 1), (serial_way, 1)]
+    assert saved["same"] is True
+    for row in saved["rows"]:  # each way's wall time holds its models' times (overlapped: the longer)
+        models = row["models_s"]
+        assert set(models) == set(learned.LEARNED) and min(models.values()) > 0
+        assert row["wall_s"] >= max(models.values())
+    serial = saved["rows"][0]
+    assert serial["wall_s"] >= sum(serial["models_s"].values())
+    out = capsys.readouterr().out
+    assert "CNN on 80 faces for 1 epochs, SVMs on 60" in out and "| overlapped | 2 |" in out
+    assert "overlapped / one after another (mean wall): " in out and "same models: True" in out
+
+    # the check behind "same models": any differing weight or gamma is caught
+    torch.manual_seed(0)
+    one = learned.TrainedClassifiers({"cnn": nn.Linear(3, 2)}, 0.01, [], {}, {})
+    other = learned.TrainedClassifiers({"cnn": copy.deepcopy(one.modules["cnn"])}, 0.01, [], {}, {})
+    assert bench.same_models(one, other)
+    assert not bench.same_models(one, replace(other, gamma=0.003))
+    with torch.no_grad():
+        other.modules["cnn"].bias[1] += 1e-6
+    assert not bench.same_models(one, other)
+    for bad in (["--attribute", "Black_Hair"], ["--epochs", "0"], ["--svm-n", "1"], ["--repeats", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            bench.main([*argv, *bad])
+        assert stop.value.code == 2
+    assert "--epochs must be at least 1, got 0" in capsys.readouterr().err

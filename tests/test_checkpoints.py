@@ -13,6 +13,7 @@ import importlib
 import os
 import pickle
 import shlex
+import threading
 
 import numpy as np
 import pytest
@@ -389,6 +390,25 @@ def test_saving_the_result_deletes_the_runs_checkpoints(tmp_path):
     assert store.folder == tmp_path / "checkpoints" / "04_learned_classifiers__celeba__Smiling__quick__seed0"
     save_result(Result(LEARNED, "celeba", "Smiling", "quick", 0, {}), tmp_path / "results")
     assert not store.folder.exists() and other.steps() != []  # only that run's folder goes
+
+
+def test_a_failing_cnn_raises_and_the_overlapped_svms_still_keep_their_checkpoints(tmp_path, monkeypatch):
+    tiny_data = make_tiny_data(make_tiny_models())
+    store = Checkpoints(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CNN out of memory 4417")
+
+    monkeypatch.setattr(learned, "fit_cnn", broken)
+    settings = {"seed": 1, "device": "cpu", "svm_max_train": 50, "gammas": (0.1, 1000.0), "progress": False}
+    with pytest.raises(RuntimeError, match="4417"):
+        learned.train_classifiers(
+            tiny_data.x_train, tiny_data.y_train, IMAGE_SHAPE, checkpoints=store, overlap=True, **settings
+        )
+    for thread in threading.enumerate():  # the SVMs go on after the error and save what they fit
+        if thread.name.startswith("svm-fits"):
+            thread.join(timeout=120)
+    assert sorted(name.split("__")[0] for name in store.steps()) == ["train_linear_svm", "train_rbf_svm"]
 
 
 def test_train_classifiers_and_evaluate_models_resume(tmp_path, monkeypatch):

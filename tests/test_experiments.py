@@ -378,6 +378,34 @@ def test_evaluate_models_attacks_the_same_samples(tiny_data, tiny_evaluation):
     assert real.loc[("real_adversarial_accuracy", "Linear SVM"), "paper"] == pytest.approx(0.103)
 
 
+def test_svms_fitted_while_the_cnn_trains_are_the_same_models(tiny_data, tiny_trained):
+    # the overlap a CUDA run takes by default, forced on the CPU: only the wall times may differ
+    overlapped = learned.train_classifiers(
+        tiny_data.x_train,
+        tiny_data.y_train,
+        IMAGE_SHAPE,
+        seed=1,
+        device="cpu",
+        width=4,
+        depth=2,
+        epochs=3,
+        svm_max_train=50,
+        gammas=(0.1, 1.0, 10.0, 1000.0),
+        progress=False,
+        overlap=True,
+    )
+    assert list(overlapped.modules) == list(tiny_trained.modules) == list(learned.LEARNED)
+    assert overlapped.gamma == tiny_trained.gamma and overlapped.gamma_search == tiny_trained.gamma_search
+    assert overlapped.n_train == tiny_trained.n_train and set(overlapped.seconds) == set(learned.LEARNED)
+    for name, module in tiny_trained.modules.items():
+        mine = overlapped.modules[name].state_dict()
+        assert list(mine) == list(module.state_dict()), name
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, mine[key]), (name, key)
+    with pytest.raises(ValueError, match="overlap must be True, False or None.*'yes'"):
+        learned.train_classifiers(tiny_data.x_train, tiny_data.y_train, IMAGE_SHAPE, overlap="yes")
+
+
 def test_progress_reaches_the_cnn_training_and_each_attack(tiny_data, capsys):
     # A paper-profile CNN trains and is attacked for many minutes on a CPU: each of those loops has a bar.
     kwargs = dict(seed=1, device="cpu", width=4, depth=2, epochs=1, svm_max_train=20, gammas=(1.0,))

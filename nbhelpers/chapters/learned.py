@@ -12,7 +12,8 @@ appendices B.3-B.5).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -236,6 +237,7 @@ def train_classifiers(
     gamma_tolerance: float = GAMMA_TOLERANCE,
     progress: bool = True,
     checkpoints: Steps = NO_CHECKPOINTS,
+    overlap: bool | None = None,
 ) -> TrainedClassifiers:
     """Train the CNN (B.3) on all of x_train [n, d], and the linear (B.4) and RBF (B.5) SVMs on at most
     ``svm_max_train`` of its rows (a seeded random subset); sizes default to the profile's ``models``.
@@ -243,7 +245,11 @@ def train_classifiers(
     The RBF SVM's gamma comes from ``select_gamma`` over ``gammas`` (default: the profile's
     ``svm_gammas``); both SVMs use C = 1, as in the paper. ``checkpoints``: keep each trained model
     there (steps ``train_<model>``) and reuse those an interrupted run of the same inputs left.
-    ``progress``: a bar over the three models and one over the CNN's training steps.
+    ``progress``: a bar over the three models (one after another) and one over the CNN's training steps.
+    ``overlap``: fit the two SVMs in a thread while the CNN trains (default: on a CUDA device, where the
+    CNN keeps the GPU busy and libsvm's solves, which release the GIL, keep a host core busy; on a CPU
+    both would want the same cores). The models are the same either way; each model's seconds are then
+    its own wall time, which overlaps the others'.
     """
     sizes = get_profile(profile).models
     x_train = np.asarray(x_train, dtype=np.float32)
@@ -251,40 +257,42 @@ def train_classifiers(
     cap = sizes.svm_max_train if svm_max_train is None else svm_max_train
     if isinstance(cap, bool) or not isinstance(cap, int | np.integer) or cap < 2:
         raise ValueError(f"svm_max_train must be an integer >= 2 (both classes), got {cap!r}")
+    if overlap is not None and not isinstance(overlap, bool):
+        raise ValueError(f"overlap must be True, False or None (True on a CUDA device), got {overlap!r}")
     svm_rows = svm_training_rows(len(y_train), cap, seed)
     x_svm, y_svm = x_train[svm_rows], y_train[svm_rows]
-    fitted: dict[str, Fitted] = {}
-    for name in tqdm(LEARNED, desc="training", disable=not progress, leave=False):
-        if name == "cnn":
-            fitted[name] = checkpoints.run(
-                "train_cnn",
-                fit_cnn_timed,
-                x=x_train,
-                y=y_train,
-                image_shape=tuple(image_shape),
-                sizes=sizes,
-                width=sizes.cnn_width if width is None else width,
-                depth=sizes.cnn_depth if depth is None else depth,
-                epochs=sizes.cnn_epochs if epochs is None else epochs,
-                seed=seed,
-                device=device,
-                progress=progress,
-            )
-        elif name == "linear_svm":
-            fitted[name] = checkpoints.run(
-                "train_linear_svm", fit_linear_svm, x=x_svm, y=y_svm, device=device
-            )
-        else:
-            fitted[name] = checkpoints.run(
-                "train_rbf_svm",
-                fit_rbf_svm,
-                x=x_svm,
-                y=y_svm,
-                gammas=tuple(sizes.svm_gammas if gammas is None else gammas),
-                tolerance=gamma_tolerance,
-                seed=seed,
-                device=device,
-            )
+    steps: dict[str, Callable[[], Fitted]] = {
+        "cnn": lambda: checkpoints.run(
+            "train_cnn",
+            fit_cnn_timed,
+            x=x_train,
+            y=y_train,
+            image_shape=tuple(image_shape),
+            sizes=sizes,
+            width=sizes.cnn_width if width is None else width,
+            depth=sizes.cnn_depth if depth is None else depth,
+            epochs=sizes.cnn_epochs if epochs is None else epochs,
+            seed=seed,
+            device=device,
+            progress=progress,
+        ),
+        "linear_svm": lambda: checkpoints.run(
+            "train_linear_svm", fit_linear_svm, x=x_svm, y=y_svm, device=device
+        ),
+        "rbf_svm": lambda: checkpoints.run(
+            "train_rbf_svm",
+            fit_rbf_svm,
+            x=x_svm,
+            y=y_svm,
+            gammas=tuple(sizes.svm_gammas if gammas is None else gammas),
+            tolerance=gamma_tolerance,
+            seed=seed,
+            device=device,
+        ),
+    }
+    if overlap is None:
+        overlap = resolve_device(device).type == "cuda"
+    fitted = _fit_overlapped(steps) if overlap else _fit_in_turn(steps, progress)
     rbf = fitted["rbf_svm"]
     return TrainedClassifiers(
         modules={name: f.module for name, f in fitted.items()},
@@ -293,6 +301,22 @@ def train_classifiers(
         n_train={"cnn": len(y_train), "linear_svm": len(y_svm), "rbf_svm": len(y_svm)},
         seconds={name: f.seconds for name, f in fitted.items()},
     )
+
+
+def _fit_in_turn(steps: dict[str, Callable[[], Fitted]], progress: bool) -> dict[str, Fitted]:
+    return {name: steps[name]() for name in tqdm(LEARNED, desc="training", disable=not progress, leave=False)}
+
+
+def _fit_overlapped(steps: dict[str, Callable[[], Fitted]]) -> dict[str, Fitted]:
+    """The CNN here, the SVMs meanwhile in a thread. If the CNN fails, the thread still finishes (and keeps
+    its checkpoints) while the error is raised at once."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="svm-fits")
+    try:
+        svms = pool.submit(lambda: {name: steps[name]() for name in LEARNED if name != "cnn"})
+        cnn = steps["cnn"]()
+        return {"cnn": cnn, **svms.result()}
+    finally:
+        pool.shutdown(wait=False)
 
 
 def gamma_table(trained: TrainedClassifiers) -> pd.DataFrame:

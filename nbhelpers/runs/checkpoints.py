@@ -23,6 +23,7 @@ import os
 import pickle
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +34,8 @@ import torch
 from nbhelpers.chapters.steps import UNTRACKED, check_step_function
 from nbhelpers.core.io import atomic_path
 from nbhelpers.core.versions import code_version, source_version
+
+_LOAD_LOCK = threading.Lock()
 
 T = TypeVar("T")
 
@@ -204,7 +207,9 @@ class Checkpoints:
     def load(path: Path) -> Any:
         """The value saved in ``path``; anything but tensors, plain values and :func:`safe_types` is refused
         (``pickle.UnpicklingError``) before it is built, so no code in the file runs."""
-        with torch.serialization.safe_globals(list(safe_types())):
+        # safe_globals edits one process-wide list: two threads loading at once (train_classifiers'
+        # overlapped SVM fits) would each undo the other's entries on leaving it.
+        with _LOAD_LOCK, torch.serialization.safe_globals(list(safe_types())):
             return torch.load(path, map_location="cpu", weights_only=True)
 
     @classmethod
